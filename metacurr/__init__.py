@@ -1,0 +1,64 @@
+"""metacurr: reinforcement learning that discovers how to rebalance a curriculum.
+
+Quick use::
+
+    import metacurr
+    summary = metacurr.train("mnist1d", arch="mlp", controller="heuristic", seed=0)
+    cur = metacurr.Curriculum.from_tensors(stages=[(X0, y0), (X1, y1)], val=(Xv, yv))
+    ctrl = metacurr.load_controller("policy:default")
+
+Importing metacurr registers the Gymnasium environment ``metacurr/Rebalance-v0``.
+"""
+
+from __future__ import annotations
+
+from metacurr.config import MonitorConfig, RunConfig, TaskSpec
+from metacurr.controllers import Controller, WeightMapping, list_controllers, make_controller
+from metacurr.errors import ConfigError, MetacurrError
+from metacurr.monitors.state import LearningState, feature_names
+from metacurr.run import train
+from metacurr.tasks import build_curriculum, list_families
+from metacurr.tasks.curriculum import Curriculum
+
+__version__ = "0.1.0"
+
+
+def load_controller(ref: str, **kwargs) -> Controller:
+    """Load a controller by name or reference (``heuristic``, ``policy:PATH``, ``policy:default``)."""
+    return make_controller(ref, **kwargs)
+
+
+def _register_envs() -> None:
+    try:
+        import gymnasium  # noqa: F401
+    except ImportError:  # pragma: no cover - gymnasium is a dependency
+        return
+    from importlib.util import find_spec
+
+    if find_spec("metacurr.envs.registration") is not None:
+        from metacurr.envs.registration import register_envs
+
+        register_envs()
+
+
+_register_envs()
+
+__all__ = [
+    "ConfigError",
+    "Controller",
+    "Curriculum",
+    "LearningState",
+    "MetacurrError",
+    "MonitorConfig",
+    "RunConfig",
+    "TaskSpec",
+    "WeightMapping",
+    "build_curriculum",
+    "feature_names",
+    "list_controllers",
+    "list_families",
+    "load_controller",
+    "make_controller",
+    "train",
+    "__version__",
+]

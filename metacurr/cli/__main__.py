@@ -1,0 +1,5 @@
+import sys
+
+from metacurr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""The bounded, smoothed mapping from proposals to stage weights, shared by every consumer.
+
+The Gymnasium environment, the `PolicyController` (a saved PPO policy), `random-policy` and the paper's
+heuristic all move weights through `WeightMapping`, so a learned policy behaves identically inside and
+outside the environment and every controller obeys the same smoothing, step bound and floor.
+
+Given previous weights ``w`` and an action ``a`` in [-1, 1]^S:
+
+    target   = normalize(w * exp(eta * a))                       (multiplicative, log-space move)
+    smoothed = (1 - beta) * w + beta * target                    (temporal smoothing, the paper's feedback control)
+    bounded  = w + clip(smoothed - w, -max_step, max_step)       (no abrupt jumps)
+    w'       = normalize(max(bounded, floor))                    (no stage is ever forgotten)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from metacurr.controllers.base import normalize
+from metacurr.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class WeightMapping:
+    """Parameters of the shared action -> weight mapping.
+
+    Attributes:
+        eta: log-space step per unit action.
+        smoothing: EMA factor beta in (0, 1]; 1 = no smoothing.
+        max_step: largest change of any stage weight per control step.
+        floor: smallest stage weight (capped at half of uniform so it is always feasible).
+    """
+
+    eta: float = 1.0
+    smoothing: float = 0.5
+    max_step: float = 0.15
+    floor: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not (self.eta > 0 and 0 < self.smoothing <= 1 and self.max_step > 0 and 0 <= self.floor < 1):
+            raise ConfigError(
+                f"invalid weight mapping {asdict(self)}; need eta > 0, 0 < smoothing <= 1, max_step > 0, 0 <= floor < 1"
+            )
+
+    def smooth(self, prev: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Move from ``prev`` toward ``target`` with smoothing, a step bound and a floor."""
+        prev = normalize(prev)
+        target = normalize(target)
+        sm = (1.0 - self.smoothing) * prev + self.smoothing * target
+        bounded = prev + np.clip(sm - prev, -self.max_step, self.max_step)
+        floor = min(self.floor, 0.5 / len(prev))
+        return normalize(np.maximum(bounded, floor))
+
+    def apply(self, prev: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """Map an action in [-1, 1]^S to new weights; NaN -> 0 and +-inf -> +-1 (clipped)."""
+        a = sanitize_action(action, len(prev))
+        return self.smooth(prev, normalize(prev) * np.exp(self.eta * a))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sanitize_action(action: np.ndarray, n: int) -> np.ndarray:
+    """Flatten, check the length, replace NaN by 0 and clip to [-1, 1]."""
+    a = np.asarray(action, dtype=np.float64).reshape(-1)
+    if a.shape[0] < n:
+        raise ConfigError(f"action has {a.shape[0]} entries for {n} stages")
+    a = a[:n]
+    return np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
