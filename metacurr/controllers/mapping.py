@@ -7,9 +7,9 @@ outside the environment and every controller obeys the same smoothing, step boun
 Given previous weights ``w`` and an action ``a`` in [-1, 1]^S:
 
     target   = normalize(w * exp(eta * a))                       (multiplicative, log-space move)
-    smoothed = (1 - beta) * w + beta * target                    (temporal smoothing, the paper's feedback control)
-    bounded  = w + clip(smoothed - w, -max_step, max_step)       (no abrupt jumps)
-    w'       = normalize(max(bounded, floor))                    (no stage is ever forgotten)
+    floored  = f + (1 - S f) * target                             (no stage is ever forgotten)
+    delta    = beta * (floored - w)                               (temporal smoothing, the paper's feedback control)
+    w'       = w + delta * min(1, max_step / max_s |delta_s|)     (no abrupt jumps; stays on the simplex)
 """
 
 from __future__ import annotations
@@ -45,13 +45,21 @@ class WeightMapping:
             )
 
     def smooth(self, prev: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """Move from ``prev`` toward ``target`` with smoothing, a step bound and a floor."""
+        """Move from ``prev`` toward ``target`` with smoothing, a step bound and a floor.
+
+        The floor is put into the target exactly (``f + (1 - S f) * target``); the step is then scaled
+        as a whole, so the result stays on the simplex and every |Δw_s| <= max_step. Since the result
+        is a convex combination of ``prev`` and the floored target, it keeps the floor once ``prev`` does.
+        """
         prev = normalize(prev)
-        target = normalize(target)
-        sm = (1.0 - self.smoothing) * prev + self.smoothing * target
-        bounded = prev + np.clip(sm - prev, -self.max_step, self.max_step)
-        floor = min(self.floor, 0.5 / len(prev))
-        return normalize(np.maximum(bounded, floor))
+        n = len(prev)
+        floor = min(self.floor, 0.5 / n)
+        target = floor + (1.0 - n * floor) * normalize(target)
+        delta = self.smoothing * (target - prev)
+        biggest = np.abs(delta).max()
+        if biggest > self.max_step:
+            delta *= self.max_step / biggest
+        return normalize(prev + delta)
 
     def apply(self, prev: np.ndarray, action: np.ndarray) -> np.ndarray:
         """Map an action in [-1, 1]^S to new weights; NaN -> 0 and +-inf -> +-1 (clipped)."""

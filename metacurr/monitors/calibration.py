@@ -18,7 +18,8 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
     """
     conf, pred = probs.max(-1)
     correct = (pred == labels).to(probs.dtype)
-    idx = torch.clamp((conf * bins).long(), max=bins - 1)  # (S, P)
+    # A diverged model yields NaN probabilities: bin them at 0 instead of indexing out of range.
+    idx = torch.nan_to_num(conf * bins, nan=0.0).long().clamp_(0, bins - 1)  # (S, P)
     s, p = conf.shape
     gap = torch.zeros(s, bins, dtype=probs.dtype, device=probs.device)
     # Signed per-bin sums of (correct - conf); |sum| / P is the bin's contribution.
