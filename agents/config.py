@@ -1,0 +1,142 @@
+"""Typed configuration of controller-agent training (``metacurr train-agent --config FILE.yaml``)."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+from metacurr.config import from_dict, load_yaml, merge, to_dict
+from metacurr.errors import ConfigError, choices_error
+
+VEC_ENVS = ("dummy", "subproc", "batched")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The training environment (see `metacurr.envs.rebalance.RebalanceEnv`)."""
+
+    distribution: str = "default"
+    """Training task distribution (`metacurr.envs.task_distribution.DISTRIBUTIONS`)."""
+    max_stages: int = 8
+    """Observation / action stage slots: the policy serves curricula of up to this many stages."""
+    control_steps: int = 20
+    """Control steps per episode."""
+    inner_steps: int = 10
+    """Inner optimiser steps per control step."""
+    reward: str = "val_loss"
+    """val_loss or val_acc (potential-based improvement)."""
+    mapping: dict = field(default_factory=dict)
+    """WeightMapping fields: eta, smoothing, max_step, floor."""
+    monitor: dict = field(default_factory=dict)
+    """MonitorConfig fields."""
+    divergence_penalty: float = 1.0
+    """Reward on a diverging step."""
+
+    def env_kwargs(self) -> dict:
+        return {
+            "distribution": self.distribution,
+            "max_stages": self.max_stages,
+            "control_steps": self.control_steps,
+            "inner_steps": self.inner_steps,
+            "reward": self.reward,
+            "mapping": dict(self.mapping),
+            "monitor": dict(self.monitor),
+            "divergence_penalty": self.divergence_penalty,
+        }
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The PPO training loop."""
+
+    total_timesteps: int = 20_000
+    """Environment steps (control steps) to train for."""
+    n_envs: int = 4
+    """Parallel environments."""
+    vec_env: str = "subproc"
+    """dummy (one process), subproc (one process per env) or batched (N inner models in one program)."""
+    seed: int = 0
+    """Agent-training seed (must be < 10000: evaluation seeds are disjoint)."""
+    checkpoint_every: int = 2_000
+    """Save a resumable checkpoint every this many timesteps."""
+    eval_every: int = 0
+    """Evaluate the policy against `heuristic` every this many timesteps (0 = off). Logged only; never
+    used to select a checkpoint, so held-out tasks are not tuned on."""
+    eval_tasks: str = "quick"
+    """Task set of the periodic evaluation."""
+    eval_seeds: int = 2
+    """Seeds per eval task."""
+    threads: int = 1
+    """Torch threads of the learner process (env subprocesses always use 1)."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything `train-agent` needs."""
+
+    name: str = "agent"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    ppo: dict = field(default_factory=dict)
+    """Keyword arguments of stable_baselines3.PPO (learning_rate, n_steps, batch_size, gamma, ent_coef,
+    policy_kwargs: {net_arch: [64, 64]}, ...)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+#: PPO defaults tuned for short episodes of 20 control steps.
+PPO_DEFAULTS = {
+    "learning_rate": 3e-4,
+    "n_steps": 128,
+    "batch_size": 128,
+    "n_epochs": 10,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "ent_coef": 0.0,
+    "clip_range": 0.2,
+    "policy_kwargs": {"net_arch": [64, 64]},
+}
+
+_PPO_FORBIDDEN = {"policy", "env", "tensorboard_log", "seed", "device", "verbose", "_init_setup_model"}
+
+
+def validate(cfg: AgentConfig) -> AgentConfig:
+    from stable_baselines3 import PPO
+
+    from metacurr.envs.task_distribution import EVAL_SEED_BASE, get_distribution
+
+    get_distribution(cfg.env.distribution)
+    if cfg.train.vec_env not in VEC_ENVS:
+        raise choices_error("vec_env", cfg.train.vec_env, VEC_ENVS)
+    for k in ("total_timesteps", "n_envs", "checkpoint_every", "eval_seeds", "threads"):
+        if getattr(cfg.train, k) <= 0:
+            raise ConfigError(f"train.{k} must be positive, got {getattr(cfg.train, k)}")
+    if cfg.train.eval_every < 0:
+        raise ConfigError(f"train.eval_every must be >= 0, got {cfg.train.eval_every}")
+    if not (0 <= cfg.train.seed < EVAL_SEED_BASE):
+        raise ConfigError(f"train.seed must be in [0, {EVAL_SEED_BASE}) (evaluation seeds start at {EVAL_SEED_BASE}), got {cfg.train.seed}")
+    if cfg.env.control_steps <= 0 or cfg.env.inner_steps <= 0:
+        raise ConfigError("env.control_steps and env.inner_steps must be positive")
+    valid = [p for p in inspect.signature(PPO.__init__).parameters if p not in _PPO_FORBIDDEN | {"self"}]
+    for k in cfg.ppo:
+        if k not in valid:
+            raise ConfigError(f"unknown key ppo.{k}; valid choices: {', '.join(valid)}")
+    # Build the env once to validate mapping / monitor / reward / stage counts.
+    from metacurr.envs.rebalance import RebalanceEnv
+
+    RebalanceEnv(**cfg.env.env_kwargs())
+    return cfg
+
+
+def load_agent_config(path: str | None = None, overrides: dict | None = None) -> AgentConfig:
+    """YAML (``safe_load``) + overrides -> validated AgentConfig."""
+    data = load_yaml(path) if path else {}
+    if overrides:
+        data = merge(data, overrides)
+    return validate(from_dict(AgentConfig, data, "config"))
+
+
+def ppo_kwargs(cfg: AgentConfig) -> dict:
+    kw = merge(PPO_DEFAULTS, dict(cfg.ppo))
+    return kw

@@ -1,0 +1,305 @@
+"""PPO training of a rebalancing policy: `train_agent(cfg, out)`.
+
+SB3 PPO on `RebalanceEnv` copies (``dummy`` / ``subproc`` / ``batched`` vector envs) with observation
+and reward normalisation (VecNormalize), periodic resumable checkpoints, resume, optional periodic
+evaluation against ``heuristic``, a progress bar, TensorBoard, and a policy bundle at the end.
+
+Interruption: SIGINT / SIGTERM write a checkpoint and return cleanly (``status="interrupted"``);
+after a hard kill, ``resume=True`` continues from the last checkpoint, losing at most one interval.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from metacurr.agents.config import AgentConfig, ppo_kwargs
+from metacurr.errors import ConfigError
+from metacurr.io import atomic_write_bytes, atomic_write_json, atomic_write_yaml
+
+log = logging.getLogger(__name__)
+
+
+def _make_env(env_kwargs: dict, subprocess: bool):
+    """Env factory (module level so SubprocVecEnv can pickle it)."""
+    if subprocess:
+        import torch
+
+        torch.set_num_threads(1)
+        # Ctrl-C goes to the whole process group: the learner saves a checkpoint, workers must not die first.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from metacurr.envs.rebalance import RebalanceEnv
+
+    return RebalanceEnv(**env_kwargs)
+
+
+def make_vec_env(cfg: AgentConfig, n_envs: int | None = None, kind: str | None = None):
+    """The training vector env (not yet normalised)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
+
+    n = n_envs or cfg.train.n_envs
+    kind = kind or cfg.train.vec_env
+    kw = cfg.env.env_kwargs()
+    if kind == "batched":
+        from metacurr.envs.batched import BatchedRebalanceVecEnv
+
+        venv = BatchedRebalanceVecEnv(n_envs=n, **kw)
+    elif kind == "subproc" and n > 1:
+        venv = SubprocVecEnv([functools.partial(_make_env, kw, True) for _ in range(n)], start_method="spawn")
+    else:
+        venv = DummyVecEnv([functools.partial(_make_env, kw, False) for _ in range(n)])
+    return VecMonitor(venv)
+
+
+class _Checkpointer:
+    """Atomic checkpoints: model zip + normaliser stats (npz) + progress marker, last two kept."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def save(self, model, venv) -> Path:
+        steps = int(model.num_timesteps)
+        stem = self.folder / f"ckpt_{steps:010d}"
+        tmp_zip = self.folder / f".tmp_{steps}.zip"
+        model.save(tmp_zip)
+        os.replace(tmp_zip, stem.with_suffix(".zip"))
+        _save_norm(stem.with_suffix(".norm.npz"), venv)
+        atomic_write_json(self.folder / "latest.json", {"timesteps": steps, "zip": stem.with_suffix(".zip").name})
+        for old in sorted(self.folder.glob("ckpt_*.zip"))[:-2]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".norm.npz").unlink(missing_ok=True)
+        return stem
+
+    def latest(self) -> tuple[Path, Path, int] | None:
+        marker = self.folder / "latest.json"
+        if not marker.is_file():
+            return None
+        info = json.loads(marker.read_text())
+        z = self.folder / info["zip"]
+        n = z.with_suffix(".norm.npz")
+        if not (z.is_file() and n.is_file()):
+            return None
+        return z, n, int(info["timesteps"])
+
+
+def _save_norm(path: Path, venv) -> None:
+    import io
+
+    rms = venv.obs_rms
+    buf = io.BytesIO()
+    np.savez(buf, mean=rms.mean, var=rms.var, count=np.float64(rms.count), ret_mean=venv.ret_rms.mean,
+             ret_var=venv.ret_rms.var, ret_count=np.float64(venv.ret_rms.count))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_norm(path: Path, venv) -> None:
+    with np.load(path, allow_pickle=False) as z:
+        venv.obs_rms.mean, venv.obs_rms.var, venv.obs_rms.count = z["mean"], z["var"], float(z["count"])
+        venv.ret_rms.mean, venv.ret_rms.var, venv.ret_rms.count = z["ret_mean"], z["ret_var"], float(z["ret_count"])
+
+
+def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
+    """The in-memory policy as a PolicyController (used by the eval callback and to build bundles)."""
+    import copy
+
+    from metacurr.agents.policy_controller import PolicyController
+    from metacurr.controllers.mapping import WeightMapping
+    from metacurr.envs.observation import ObservationSpec
+
+    return PolicyController(
+        copy.deepcopy(model.policy).cpu(),
+        ObservationSpec(max_stages=cfg.env.max_stages),
+        WeightMapping(**cfg.env.mapping),
+        venv.obs_rms.mean.copy(),
+        venv.obs_rms.var.copy(),
+        venv.clip_obs,
+        venv.epsilon,
+        name=name,
+    )
+
+
+def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | None = None) -> Path:
+    from metacurr.agents.bundle import save_bundle
+    from metacurr.controllers.mapping import WeightMapping
+    from metacurr.envs.observation import ObservationSpec
+
+    pk = dict(ppo_kwargs(cfg).get("policy_kwargs") or {})
+    pk.setdefault("net_arch", [64, 64])
+    if "activation_fn" in pk and not isinstance(pk["activation_fn"], str):
+        raise ConfigError("policy_kwargs.activation_fn must be a name (tanh, relu)")
+    tmp_zip = out / ".model_for_bundle.zip"
+    model.save(tmp_zip)
+    obs_spec = ObservationSpec(max_stages=cfg.env.max_stages)
+    manifest = {
+        "observation": obs_spec.to_dict(),
+        "mapping": WeightMapping(**cfg.env.mapping).to_dict(),
+        "n_stages": {"min": 1, "max": cfg.env.max_stages},
+        "stage_handling": "padded to max_stages with a mask; actions beyond the curriculum's stages are ignored",
+        "policy_kwargs": pk,
+        "training_config": cfg.to_dict(),
+        **(extra or {}),
+    }
+    state = {k: v.detach().cpu() for k, v in model.policy.state_dict().items()}
+    path = save_bundle(
+        out / "policy",
+        policy_state=state,
+        obs_mean=venv.obs_rms.mean,
+        obs_var=venv.obs_rms.var,
+        clip_obs=venv.clip_obs,
+        epsilon=venv.epsilon,
+        manifest=manifest,
+        model_zip=tmp_zip,
+    )
+    tmp_zip.unlink(missing_ok=True)
+    return path
+
+
+def train_agent(
+    cfg: AgentConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    tracker=None,
+) -> dict:
+    """Train a PPO controller agent; return a summary dict (status, timesteps, wall_s, bundle path).
+
+    Args:
+        cfg: validated AgentConfig.
+        out: run folder (config.yaml, checkpoints/, tb/, policy/, summary.json).
+        resume: continue from ``out/checkpoints`` if there is one.
+        progress: show a progress bar on stderr.
+        tracker: optional `metacurr.tracking` tracker; receives eval/ metrics and the summary.
+    """
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.train.threads)
+    ckpt = _Checkpointer(out / "checkpoints")
+    latest = ckpt.latest() if resume else None
+    if resume and latest is None:
+        log.warning("no checkpoint in %s; starting from scratch", out / "checkpoints")
+    atomic_write_yaml(out / "config.yaml", cfg.to_dict())
+
+    venv = VecNormalize(make_vec_env(cfg), norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=ppo_kwargs(cfg)["gamma"])
+    kw = ppo_kwargs(cfg)
+    if latest is not None:
+        zip_path, norm_path, done = latest
+        model = PPO.load(zip_path, env=venv, device="cpu", tensorboard_log=str(out / "tb"))
+        _load_norm(norm_path, venv)
+    else:
+        pk = dict(kw.pop("policy_kwargs", {}) or {})
+        act = pk.pop("activation_fn", "tanh")
+        from metacurr.agents.policy_controller import ACTIVATIONS
+
+        if act not in ACTIVATIONS:
+            raise ConfigError(f"unknown ppo.policy_kwargs.activation_fn {act!r}; valid choices: {', '.join(ACTIVATIONS)}")
+        model = PPO("MlpPolicy", venv, seed=cfg.train.seed, device="cpu", verbose=0,
+                    tensorboard_log=str(out / "tb"), policy_kwargs={**pk, "activation_fn": ACTIVATIONS[act]}, **kw)
+        done = 0
+
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop["signal"] = signum
+
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    total = cfg.train.total_timesteps
+    t0 = time.perf_counter()
+    steps_at_start = model.num_timesteps
+
+    class Loop(BaseCallback):
+        def _on_training_start(self) -> None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=model.num_timesteps, desc="PPO", unit="step", disable=not progress, leave=False)
+            self.last_ckpt = model.num_timesteps
+            self.last_eval = model.num_timesteps
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.model.num_timesteps - self.bar.n)
+            if self.model.num_timesteps - self.last_ckpt >= cfg.train.checkpoint_every:
+                ckpt.save(self.model, venv)
+                self.last_ckpt = self.model.num_timesteps
+            if cfg.train.eval_every and self.model.num_timesteps - self.last_eval >= cfg.train.eval_every:
+                self.last_eval = self.model.num_timesteps
+                metrics = periodic_eval(self.model, venv, cfg)
+                for k, v in metrics.items():
+                    self.logger.record(k, v)
+                if tracker is not None:
+                    tracker.log(metrics, self.model.num_timesteps)
+            return stop["signal"] is None
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    status = "finished"
+    try:
+        remaining = total - model.num_timesteps
+        if remaining > 0:
+            model.learn(total_timesteps=remaining, callback=Loop(), reset_num_timesteps=latest is None,
+                        tb_log_name="ppo", progress_bar=False)
+        if stop["signal"] is not None:
+            status = "interrupted"
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    ckpt.save(model, venv)
+    wall = time.perf_counter() - t0
+    steps = model.num_timesteps - steps_at_start
+    summary = {
+        "status": status,
+        "signal": stop["signal"],
+        "timesteps": int(model.num_timesteps),
+        "resumed_from": int(done) if latest is not None else None,
+        "wall_s": wall,
+        "env_steps_per_s": steps / wall if wall > 0 else None,
+        "n_envs": cfg.train.n_envs,
+        "vec_env": cfg.train.vec_env,
+    }
+    if status == "finished":
+        summary["bundle"] = str(save_policy_bundle(out, model, venv, cfg, {"timesteps": int(model.num_timesteps)}))
+        if tracker is not None and hasattr(tracker, "log_artifact"):
+            tracker.log_artifact(out / "policy", name=f"{cfg.name}-policy", type="policy")
+    atomic_write_json(out / "summary.json", summary)
+    if tracker is not None:
+        tracker.summary(summary)
+    venv.close()
+    return summary
+
+
+def periodic_eval(model, venv, cfg: AgentConfig) -> dict:
+    """Current policy vs heuristic on the eval task set (a few short runs); eval/ metrics."""
+    from metacurr.config import RunConfig
+    from metacurr.controllers import make_controller
+    from metacurr.evaluation.task_sets import get_task_set
+    from metacurr.run import run_episode
+
+    import dataclasses
+
+    pol = controller_from_model(model, venv, cfg)
+    res: dict[str, list[float]] = {"policy": [], "heuristic": []}
+    for spec in get_task_set(cfg.train.eval_tasks)[:2]:
+        for i in range(cfg.train.eval_seeds):
+            from metacurr.envs.task_distribution import EVAL_SEED_BASE
+
+            s = dataclasses.replace(spec, seed=EVAL_SEED_BASE + i, control_steps=cfg.env.control_steps, inner_steps=cfg.env.inner_steps)
+            for name, ctrl in (("policy", pol), ("heuristic", make_controller("heuristic"))):
+                summ, _ = run_episode(RunConfig(task=s, controller=name), ctrl)
+                res[name].append(summ["final_val_loss"] if summ["final_val_loss"] is not None else np.nan)
+    p, h = np.nanmean(res["policy"]), np.nanmean(res["heuristic"])
+    return {"eval/policy_val_loss": float(p), "eval/heuristic_val_loss": float(h), "eval/policy_minus_heuristic": float(p - h)}

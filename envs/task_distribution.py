@@ -1,0 +1,150 @@
+"""Training task distributions: what the environment samples at each ``reset``.
+
+A distribution is data (JSON-serialisable): lists of families, architectures, stage counts and
+per-family difficulty ranges. Sampling draws everything from the env's ``np_random``, and task seeds
+from ``[0, TRAIN_SEED_MAX]`` so training never touches evaluation seeds (``>= EVAL_SEED_BASE``).
+
+Held-out evaluation task sets (`metacurr.evaluation.task_sets`) are built to never overlap these:
+`check_disjoint` is tested for every named pair.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from metacurr.config import TaskSpec
+from metacurr.errors import ConfigError, choices_error
+
+#: Task seeds used for agent training are in [0, TRAIN_SEED_MAX]; evaluation seeds start at EVAL_SEED_BASE.
+TRAIN_SEED_MAX = 9_999
+EVAL_SEED_BASE = 10_000
+
+
+@dataclass(frozen=True)
+class TaskDistribution:
+    """A distribution over `TaskSpec`s.
+
+    Attributes:
+        name: label.
+        families: {family: {"archs": [...], "params": {param: [low, high] | [choices...]}}}; a
+            two-element numeric list is a uniform range, ``{"choice": [...]}`` a categorical choice.
+        n_stages: stage counts to draw from.
+        base: TaskSpec fields shared by every sample (budget, optimiser, lr, ...).
+    """
+
+    name: str
+    families: dict
+    n_stages: tuple[int, ...] = (3,)
+    base: dict = field(default_factory=dict)
+
+    def sample(self, rng: np.random.Generator) -> TaskSpec:
+        fams = sorted(self.families)
+        fam = fams[int(rng.integers(len(fams)))]
+        entry = self.families[fam]
+        archs = list(entry["archs"])
+        arch = archs[int(rng.integers(len(archs)))]
+        n = int(self.n_stages[int(rng.integers(len(self.n_stages)))])
+        params = {}
+        for k, spec in sorted(entry.get("params", {}).items()):
+            params[k] = _draw(spec, rng, n)
+        seed = int(rng.integers(0, TRAIN_SEED_MAX + 1))
+        return TaskSpec(**{**self.base, "family": fam, "arch": arch, "n_stages": n, "seed": seed, "params": params})
+
+    def with_budget(self, **budget) -> TaskDistribution:
+        return replace(self, base={**self.base, **{k: v for k, v in budget.items() if v is not None}})
+
+
+def _draw(spec, rng: np.random.Generator, n_stages: int):
+    if isinstance(spec, dict) and "choice" in spec:
+        opts = spec["choice"]
+        return copy.deepcopy(opts[int(rng.integers(len(opts)))])
+    if isinstance(spec, dict) and "per_stage" in spec:
+        # Independent per-stage draws, e.g. which stages carry label noise and how much.
+        lo, hi = spec["per_stage"]
+        p = spec.get("p", 1.0)
+        return [float(rng.uniform(lo, hi)) if rng.random() < p else 0.0 for _ in range(n_stages)]
+    if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(isinstance(v, (int, float)) for v in spec):
+        lo, hi = spec
+        if isinstance(lo, int) and isinstance(hi, int):
+            return int(rng.integers(lo, hi + 1))
+        return float(rng.uniform(lo, hi))
+    return copy.deepcopy(spec)
+
+
+#: Named training distributions. "default": MNIST-1D with an MLP, randomised difficulty: which stages
+#: carry label noise and how much, how strong the distortions are, so the best weighting differs
+#: between episodes and reading the learner's state can pay.
+DISTRIBUTIONS: dict[str, TaskDistribution] = {
+    "default": TaskDistribution(
+        name="default",
+        families={
+            "mnist1d": {
+                "archs": ["mlp"],
+                "params": {
+                    "label_noise": {"per_stage": [0.0, 0.4], "p": 0.5},
+                    "noise_max": [0.1, 0.4],
+                    "translation_max": [24, 48],
+                },
+            }
+        },
+        n_stages=(3,),
+    ),
+    "mixed": TaskDistribution(
+        name="mixed",
+        families={
+            "mnist1d": {
+                "archs": ["mlp", "cnn"],
+                "params": {
+                    "label_noise": {"per_stage": [0.0, 0.4], "p": 0.5},
+                    "noise_max": [0.1, 0.4],
+                    "translation_max": [24, 48],
+                },
+            },
+        },
+        n_stages=(2, 3, 4, 5),
+    ),
+    "fixed": TaskDistribution(name="fixed", families={"mnist1d": {"archs": ["mlp"], "params": {}}}, n_stages=(3,)),
+}
+
+
+def get_distribution(name: str) -> TaskDistribution:
+    if name not in DISTRIBUTIONS:
+        raise choices_error("task distribution", name, list(DISTRIBUTIONS))
+    return DISTRIBUTIONS[name]
+
+
+def task_key(spec: TaskSpec) -> tuple:
+    """What identifies a task apart from its seed and budget: family, arch, stage count."""
+    return (spec.family, spec.arch, spec.n_stages)
+
+
+def check_disjoint(dist: TaskDistribution, heldout: list[TaskSpec]) -> None:
+    """Raise ConfigError if a held-out task could be drawn from ``dist`` (same family/arch/difficulty or a training seed)."""
+    for spec in heldout:
+        if spec.seed <= TRAIN_SEED_MAX:
+            raise ConfigError(f"held-out task {spec.family}/{spec.arch} uses training seed {spec.seed}")
+        entry = dist.families.get(spec.family)
+        if entry is None or spec.arch not in entry["archs"] or spec.n_stages not in dist.n_stages:
+            continue
+        if _params_in_support(spec.params, entry.get("params", {}), spec.n_stages):
+            raise ConfigError(f"held-out task {spec.family}/{spec.arch} {spec.params} lies in the training distribution {dist.name!r}")
+
+
+def _params_in_support(params: dict, support: dict, n_stages: int) -> bool:
+    for k, spec in support.items():
+        v = params.get(k)
+        if v is None:
+            return False  # family default, not drawn: treated as outside unless equal below
+        if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(isinstance(x, (int, float)) for x in spec):
+            if not (spec[0] <= v <= spec[1]):
+                return False
+        elif isinstance(spec, dict) and "per_stage" in spec:
+            lo, hi = spec["per_stage"]
+            if not (isinstance(v, list) and len(v) == n_stages and all(x == 0.0 or lo <= x <= hi for x in v)):
+                return False
+        elif isinstance(spec, dict) and "choice" in spec and v not in spec["choice"]:
+            return False
+    return all(k in support for k in params)

@@ -1,0 +1,59 @@
+"""``metacurr train-agent``: PPO training of a rebalancing policy, written as a policy bundle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train-agent", help="train a PPO controller agent (writes OUT/policy/)")
+    p.add_argument("--config", help="agent YAML (name:, env:, ppo:, train:); defaults apply when omitted")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    p.add_argument("--timesteps", type=int, help="override train.total_timesteps")
+    p.add_argument("--n-envs", type=int, help="override train.n_envs")
+    p.add_argument("--vec-env", help="override train.vec_env (dummy, subproc, batched)")
+    p.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "disabled", "off"],
+                   help="W&B mode (auto = online when logged in, else offline)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from metacurr.agents.config import load_agent_config
+    from metacurr.agents.train import train_agent
+    from metacurr.cli.common import check_out_dir
+
+    overrides: dict = {"train": {}}
+    if args.timesteps is not None:
+        overrides["train"]["total_timesteps"] = args.timesteps
+    if args.n_envs is not None:
+        overrides["train"]["n_envs"] = args.n_envs
+    if args.vec_env is not None:
+        overrides["train"]["vec_env"] = args.vec_env
+    cfg = load_agent_config(args.config, overrides)
+    out = check_out_dir(args.out)
+    tracker = _tracker(args, cfg, out)
+    try:
+        summary = train_agent(cfg, out, resume=args.resume, progress=not args.no_progress, tracker=tracker)
+    finally:
+        if tracker is not None:
+            tracker.finish()
+    print(json.dumps({k: v for k, v in summary.items() if v is not None}, default=str))
+    if summary["status"] == "interrupted":
+        print(f"interrupted: checkpoint saved in {out}/checkpoints; continue with --resume")
+        return 130
+    print(f"wrote {out}/policy (use it: --controller policy:{out}/policy)")
+    return 0
+
+
+def _tracker(args, cfg, out):
+    mode = "disabled" if args.wandb == "off" else args.wandb
+    try:
+        from metacurr.tracking import make_tracker
+    except ImportError:
+        return None
+    t = make_tracker(mode, out, name=f"agent__{cfg.name}", group="train-agent", tags=["train-agent", cfg.env.distribution],
+                     config=cfg.to_dict())
+    return t

@@ -1,0 +1,123 @@
+import json
+import shutil
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import metacurr
+from metacurr.agents.policy_controller import load_bundle_controller
+from metacurr.cli import main
+from metacurr.config import RunConfig, TaskSpec
+from metacurr.errors import ConfigError
+from metacurr.run import run_episode
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("agent")
+    cfg = out / "agent.yaml"
+    cfg.write_text(
+        "name: tiny\nenv: {max_stages: 4, control_steps: 3, inner_steps: 2}\n"
+        "train: {total_timesteps: 48, n_envs: 2, vec_env: dummy, checkpoint_every: 16}\n"
+        "ppo: {n_steps: 12, batch_size: 12, n_epochs: 1}\n"
+    )
+    rc = main(["train-agent", "--config", str(cfg), "--out", str(out / "run"), "--wandb", "disabled", "--no-progress"])
+    assert rc == 0
+    return out / "run"
+
+
+def test_train_agent_writes_bundle_and_checkpoints(bundle):
+    man = json.loads((bundle / "policy" / "manifest.json").read_text())
+    assert man["observation"]["max_stages"] == 4 and len(man["observation"]["feature_names"]) == 5 + 4 * 13
+    assert {"policy.pt", "normalizer.npz", "model.zip"} <= set(man["files"]) and man["versions"]["metacurr"]
+    assert (bundle / "checkpoints" / "latest.json").is_file()
+    s = json.loads((bundle / "summary.json").read_text())
+    assert s["status"] == "finished" and s["timesteps"] >= 48
+
+
+def test_bundle_round_trip_identical_actions(bundle):
+    a = load_bundle_controller(bundle / "policy")
+    b = load_bundle_controller(bundle / "policy")
+    obs = np.random.default_rng(0).normal(size=a.obs_spec.size).astype(np.float32)
+    assert np.array_equal(a.act(obs), b.act(obs))
+    from stable_baselines3 import PPO
+
+    full = PPO.load(bundle / "policy" / "model.zip", device="cpu")
+    ref, _ = full.policy.predict(a.normalize_obs(obs), deterministic=True)
+    assert np.allclose(a.act(obs), ref)
+
+
+def test_policy_acts_identically_inside_and_outside_the_env(bundle):
+    spec = TaskSpec(seed=10_001, control_steps=4, inner_steps=2)
+    ctrl = load_bundle_controller(bundle / "policy")
+    env = gym.make("metacurr/Rebalance-v0", task=spec, fixed_seed=True, max_stages=4)
+    obs, _ = env.reset(seed=0)
+    inside = []
+    for _ in range(4):
+        obs, *_, info = env.step(ctrl.predict(obs)[0])
+        inside.append(info["weights"][:3])
+    _, rows = run_episode(RunConfig(task=spec, controller="policy"), load_bundle_controller(bundle / "policy"))
+    outside = [[r[f"curriculum/w_stage{s}"] for s in range(3)] for r in rows[1:]]
+    assert np.allclose(np.array(inside), np.array(outside), atol=1e-6)
+
+
+def test_reuse_in_new_run_and_other_stage_counts(bundle, tmp_path):
+    rc = main(["train", "--task", "digits", "--controller", f"policy:{bundle / 'policy'}", "--out", str(tmp_path / "r"),
+               "--control-steps", "2", "--inner-steps", "2", "--no-progress"])
+    assert rc == 0
+    s = metacurr.train("mnist1d", controller=f"policy:{bundle / 'policy'}", n_stages=2, control_steps=2, inner_steps=2)
+    assert s["n_stages"] == 2
+    with pytest.raises(ConfigError, match="at most 4"):
+        metacurr.train("mnist1d", controller=f"policy:{bundle / 'policy'}", n_stages=6, control_steps=2, inner_steps=2)
+
+
+def test_corrupted_or_incompatible_bundle_is_a_clear_error(bundle, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(bundle / "policy", bad)
+    (bad / "policy.pt").write_bytes((bad / "policy.pt").read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ConfigError, match="checksum mismatch"):
+        load_bundle_controller(bad)
+    shutil.rmtree(bad)
+    shutil.copytree(bundle / "policy", bad)
+    man = json.loads((bad / "manifest.json").read_text())
+    man["observation"]["feature_names"][1] = "something_else"
+    (bad / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ConfigError, match="observation layout"):
+        load_bundle_controller(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_bundle_controller(tmp_path / "missing")
+
+
+def test_resume_continues_from_checkpoint(bundle, tmp_path):
+    out = tmp_path / "resumed"
+    shutil.copytree(bundle, out)
+    cfg = out / "config.yaml"
+    rc = main(["train-agent", "--config", str(cfg), "--out", str(out), "--resume", "--timesteps", "72", "--wandb", "disabled",
+               "--no-progress"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["resumed_from"] >= 48 and s["timesteps"] >= 72
+
+
+def test_custom_loop_example(bundle):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "custom_loop.py"
+    spec = importlib.util.spec_from_file_location("custom_loop", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main(["--controller", f"policy:{bundle / 'policy'}", "--steps", "3", "--inner", "2"])
+    assert 0 <= res["val_acc"] <= 1 and np.isclose(sum(res["final_weights"]), 1.0, atol=1e-3)
+
+
+def test_bad_agent_config(tmp_path, capsys):
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text("ppo: {learning_rat: 0.1}\n")
+    assert main(["train-agent", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown key ppo.learning_rat" in capsys.readouterr().err
+    cfg.write_text("train: {seed: 10000}\n")
+    assert main(["train-agent", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "evaluation seeds" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
