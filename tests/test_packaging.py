@@ -22,6 +22,7 @@ def test_wheel_installs_and_imports_in_clean_venv(tmp_path):
     assert tops == {"metacurr"}, tops
     names = zipfile.ZipFile(whl).namelist()
     assert "metacurr/envs/rebalance.py" in names and "metacurr/agents/train.py" in names
+    assert {"metacurr/pretrained/default/policy.pt", "metacurr/pretrained/default/manifest.json"} <= set(names)
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
