@@ -102,9 +102,10 @@ _PPO_FORBIDDEN = {"policy", "env", "tensorboard_log", "seed", "device", "verbose
 
 
 def validate(cfg: AgentConfig) -> AgentConfig:
+    from metacurr.envs.task_distribution import get_distribution
     from stable_baselines3 import PPO
 
-    from metacurr.envs.task_distribution import EVAL_SEED_BASE, get_distribution
+    from metacurr.evaluation.seeds import EVAL_SEED_BASE
 
     get_distribution(cfg.env.distribution)
     if cfg.train.vec_env not in VEC_ENVS:

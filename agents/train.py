@@ -10,6 +10,7 @@ after a hard kill, ``resume=True`` continues from the last checkpoint, losing at
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -19,8 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from metacurr.agents.config import AgentConfig, ppo_kwargs
+
 from metacurr.errors import ConfigError
 from metacurr.io import atomic_write_bytes, atomic_write_json, atomic_write_yaml
 
@@ -111,8 +112,9 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
     import copy
 
     from metacurr.agents.policy_controller import PolicyController
-    from metacurr.controllers.mapping import WeightMapping
     from metacurr.envs.observation import ObservationSpec
+
+    from metacurr.controllers.mapping import WeightMapping
 
     return PolicyController(
         copy.deepcopy(model.policy).cpu(),
@@ -128,8 +130,9 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
 
 def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | None = None) -> Path:
     from metacurr.agents.bundle import save_bundle
-    from metacurr.controllers.mapping import WeightMapping
     from metacurr.envs.observation import ObservationSpec
+
+    from metacurr.controllers.mapping import WeightMapping
 
     pk = dict(ppo_kwargs(cfg).get("policy_kwargs") or {})
     pk.setdefault("net_arch", [64, 64])
@@ -283,23 +286,27 @@ def train_agent(
 
 
 def periodic_eval(model, venv, cfg: AgentConfig) -> dict:
-    """Current policy vs heuristic on the eval task set (a few short runs); eval/ metrics."""
+    """Current policy vs heuristic on the first tasks of the eval task set; eval/ metrics.
+
+    Monitoring only: the result is logged, never used to select a checkpoint, and it runs on
+    training-range seeds (TRAIN_SEED_MAX, TRAIN_SEED_MAX - 1, ...), so evaluation seeds stay untouched.
+    """
     from metacurr.config import RunConfig
     from metacurr.controllers import make_controller
-    from metacurr.evaluation.task_sets import get_task_set
+    from metacurr.evaluation.seeds import TRAIN_SEED_MAX
+    from metacurr.evaluation.task_sets import task_specs
     from metacurr.run import run_episode
-
-    import dataclasses
 
     pol = controller_from_model(model, venv, cfg)
     res: dict[str, list[float]] = {"policy": [], "heuristic": []}
-    for spec in get_task_set(cfg.train.eval_tasks)[:2]:
+    budget = {"control_steps": cfg.env.control_steps, "inner_steps": cfg.env.inner_steps}
+    for spec in task_specs(cfg.train.eval_tasks, **budget)[:2]:
+        if spec.n_stages > cfg.env.max_stages:
+            continue
         for i in range(cfg.train.eval_seeds):
-            from metacurr.envs.task_distribution import EVAL_SEED_BASE
-
-            s = dataclasses.replace(spec, seed=EVAL_SEED_BASE + i, control_steps=cfg.env.control_steps, inner_steps=cfg.env.inner_steps)
+            s = dataclasses.replace(spec, seed=TRAIN_SEED_MAX - i)
             for name, ctrl in (("policy", pol), ("heuristic", make_controller("heuristic"))):
                 summ, _ = run_episode(RunConfig(task=s, controller=name), ctrl)
-                res[name].append(summ["final_val_loss"] if summ["final_val_loss"] is not None else np.nan)
+                res[name].append(np.nan if summ["final_val_loss"] is None else summ["final_val_loss"])
     p, h = np.nanmean(res["policy"]), np.nanmean(res["heuristic"])
     return {"eval/policy_val_loss": float(p), "eval/heuristic_val_loss": float(h), "eval/policy_minus_heuristic": float(p - h)}

@@ -18,9 +18,8 @@ import numpy as np
 from metacurr.config import TaskSpec
 from metacurr.errors import ConfigError, choices_error
 
-#: Task seeds used for agent training are in [0, TRAIN_SEED_MAX]; evaluation seeds start at EVAL_SEED_BASE.
-TRAIN_SEED_MAX = 9_999
-EVAL_SEED_BASE = 10_000
+# Task seeds used for agent training are in [0, TRAIN_SEED_MAX]; evaluation seeds start at EVAL_SEED_BASE.
+from metacurr.evaluation.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX  # noqa: E402,F401
 
 
 @dataclass(frozen=True)
@@ -121,30 +120,42 @@ def task_key(spec: TaskSpec) -> tuple:
     return (spec.family, spec.arch, spec.n_stages)
 
 
+def in_support(dist: TaskDistribution, spec: TaskSpec) -> bool:
+    """Could ``spec`` (ignoring its seed and budget) be drawn from ``dist``? Unset parameters are the family defaults."""
+    from metacurr.tasks import check_params
+
+    entry = dist.families.get(spec.family)
+    if entry is None or spec.arch not in entry["archs"] or spec.n_stages not in dist.n_stages:
+        return False
+    params = check_params(spec.family, spec.params)
+    defaults = check_params(spec.family, {})
+    drawn = entry.get("params", {})
+    for k, v in params.items():
+        rule = drawn.get(k)
+        if rule is None:
+            if v != defaults[k]:  # not drawn: only the family default can occur
+                return False
+        elif isinstance(rule, dict) and "per_stage" in rule:
+            lo, hi = rule["per_stage"]
+            # A float label-noise rate means "this rate at the hardest stage, linear from 0".
+            rates = v if isinstance(v, list) else list(np.linspace(0.0, float(v), spec.n_stages))
+            if len(rates) != spec.n_stages or not all(r == 0.0 or lo <= r <= hi for r in rates):
+                return False
+        elif isinstance(rule, dict) and "choice" in rule:
+            if v not in rule["choice"]:
+                return False
+        elif isinstance(rule, (list, tuple)) and len(rule) == 2:
+            if not (rule[0] <= v <= rule[1]):
+                return False
+        elif v != rule:
+            return False
+    return True
+
+
 def check_disjoint(dist: TaskDistribution, heldout: list[TaskSpec]) -> None:
-    """Raise ConfigError if a held-out task could be drawn from ``dist`` (same family/arch/difficulty or a training seed)."""
+    """Raise ConfigError if a held-out task could be drawn from ``dist`` or uses a training seed."""
     for spec in heldout:
         if spec.seed <= TRAIN_SEED_MAX:
             raise ConfigError(f"held-out task {spec.family}/{spec.arch} uses training seed {spec.seed}")
-        entry = dist.families.get(spec.family)
-        if entry is None or spec.arch not in entry["archs"] or spec.n_stages not in dist.n_stages:
-            continue
-        if _params_in_support(spec.params, entry.get("params", {}), spec.n_stages):
+        if in_support(dist, spec):
             raise ConfigError(f"held-out task {spec.family}/{spec.arch} {spec.params} lies in the training distribution {dist.name!r}")
-
-
-def _params_in_support(params: dict, support: dict, n_stages: int) -> bool:
-    for k, spec in support.items():
-        v = params.get(k)
-        if v is None:
-            return False  # family default, not drawn: treated as outside unless equal below
-        if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(isinstance(x, (int, float)) for x in spec):
-            if not (spec[0] <= v <= spec[1]):
-                return False
-        elif isinstance(spec, dict) and "per_stage" in spec:
-            lo, hi = spec["per_stage"]
-            if not (isinstance(v, list) and len(v) == n_stages and all(x == 0.0 or lo <= x <= hi for x in v)):
-                return False
-        elif isinstance(spec, dict) and "choice" in spec and v not in spec["choice"]:
-            return False
-    return all(k in support for k in params)

@@ -19,6 +19,14 @@ REGISTRY: dict[str, str] = {
     "sequential": "metacurr.controllers.sequential:Sequential",
     "linear-pacing": "metacurr.controllers.linear_pacing:LinearPacing",
     "heuristic": "metacurr.controllers.heuristic:Heuristic",
+    "best-static": "metacurr.controllers.best_static:BestStatic",
+    "dwa": "metacurr.controllers.dwa:DWA",
+    "uncertainty": "metacurr.controllers.uncertainty:Uncertainty",
+    "gradnorm": "metacurr.controllers.gradnorm:GradNorm",
+    "self-paced": "metacurr.controllers.self_paced:SelfPaced",
+    "bandit": "metacurr.controllers.bandit:Bandit",
+    "random": "metacurr.controllers.rlw:RandomWeights",
+    "random-policy": "metacurr.controllers.random_policy:RandomPolicy",
 }
 
 PREFIXES = ("policy:", "wandb:")

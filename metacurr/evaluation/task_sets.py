@@ -1,0 +1,158 @@
+"""Named held-out task sets for evaluation.
+
+A task is a plain, JSON-serialisable dict ``{"name", "family", "arch", "n_stages", "params"}``
+(``params`` = the family's difficulty parameters, see `metacurr list`); a task set is a named list of
+them. Agents train on the task distributions of `metacurr.envs.task_distribution` (MNIST-1D, MLP / CNN,
+2-5 stages, ``noise_max`` in [0.1, 0.4], ``translation_max`` in [24, 48], per-stage label noise up to
+0.4); every held-out set lies outside all of them (tested):
+
+* ``heldout-family``: families no agent trained on: real handwritten digits, synthetic sequences.
+* ``heldout-arch``: the training family under recurrent / attention models (GRU, transformer).
+* ``heldout-difficulty``: the training family and model with distortions, label noise or a stage
+  count outside the training ranges.
+* ``default``: one task per held-out axis (what ``metacurr evaluate`` runs by default).
+* ``quick``: one small held-out-family task, for smoke tests and first looks.
+* ``in-distribution``: fixed tasks *inside* the training distribution (not held out; for
+  in-distribution vs held-out comparisons only).
+
+``--tasks`` also accepts a comma list ``family:arch[:n_stages]`` (default parameters, 3 stages).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from metacurr.errors import ConfigError, choices_error
+
+
+def _task(family: str, arch: str, n_stages: int = 3, name: str | None = None, **params) -> dict:
+    return {"name": name or f"{family}:{arch}", "family": family, "arch": arch, "n_stages": n_stages, "params": params}
+
+
+#: name -> {"description": str, "tasks": [task dict, ...]}
+TASK_SETS: dict[str, dict] = {
+    "default": {
+        "description": "one task per held-out axis: family, architecture, difficulty",
+        "tasks": [
+            _task("digits", "mlp", name="digits:mlp"),
+            _task("mnist1d", "gru", name="mnist1d:gru"),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/hard", noise_max=0.6, translation_max=60, label_noise=[0.0, 0.0, 0.5]),
+        ],
+    },
+    "quick": {
+        "description": "one small held-out-family task (smoke tests)",
+        "tasks": [
+            _task("digits", "mlp", 3, name="digits:mlp/quick", n_per_stage=300, n_val=300, n_test=100,
+                  n_shift=300, label_noise=0.35),
+        ],
+    },
+    "heldout-family": {
+        "description": "data families no agent was trained on (real digits, synthetic sequences)",
+        "tasks": [
+            _task("digits", "mlp", name="digits:mlp"),
+            _task("digits", "cnn", name="digits:cnn"),
+            _task("sequence", "gru", name="sequence:gru"),
+            _task("sequence", "transformer", name="sequence:transformer"),
+        ],
+    },
+    "heldout-arch": {
+        "description": "the training family under architectures no agent was trained with",
+        "tasks": [
+            _task("mnist1d", "gru", name="mnist1d:gru"),
+            _task("mnist1d", "transformer", name="mnist1d:transformer"),
+        ],
+    },
+    "heldout-difficulty": {
+        "description": "the training family and model, difficulty outside the training ranges",
+        "tasks": [
+            _task("mnist1d", "mlp", name="mnist1d:mlp/hard", noise_max=0.6, translation_max=60, label_noise=[0.0, 0.0, 0.5]),
+            _task("mnist1d", "mlp", 6, name="mnist1d:mlp/s6", noise_max=0.4, translation_max=48),
+            _task("mnist1d", "mlp", 4, name="mnist1d:mlp/s4-clean-shear", noise_max=0.05, shear_max=1.5, scale_max=0.8),
+        ],
+    },
+    "in-distribution": {
+        "description": "tasks inside the agents' training distribution (NOT held out)",
+        "tasks": [
+            _task("mnist1d", "mlp", name="mnist1d:mlp/in", noise_max=0.25, translation_max=36, label_noise=[0.0, 0.0, 0.3]),
+            _task("mnist1d", "cnn", 4, name="mnist1d:cnn/in", noise_max=0.3, translation_max=48, label_noise=[0.0, 0.0, 0.0, 0.0]),
+        ],
+    },
+}
+
+HELDOUT_SETS = ("default", "quick", "heldout-family", "heldout-arch", "heldout-difficulty")
+IN_DISTRIBUTION = "in-distribution"
+TASK_KEYS = ("name", "family", "arch", "n_stages", "params")
+
+
+def list_task_sets() -> list[str]:
+    """Names of the task sets."""
+    return list(TASK_SETS)
+
+
+def get_task_set(name: str) -> list[dict]:
+    """A deep copy of the tasks of a named set."""
+    if name not in TASK_SETS:
+        raise choices_error("task set", name, list(TASK_SETS) + ["family:arch[,family:arch...]"])
+    return copy.deepcopy(TASK_SETS[name]["tasks"])
+
+
+def task_specs(name: str, **fields) -> list:
+    """The tasks of a named set as `TaskSpec` s (``fields``: other TaskSpec fields, e.g. seed, budget)."""
+    from metacurr.config import TaskSpec, from_dict
+
+    return [from_dict(TaskSpec, {**{k: t[k] for k in ("family", "arch", "n_stages", "params")}, **fields}, name)
+            for t in get_task_set(name)]
+
+
+def task_key(task: dict) -> tuple:
+    """What makes two tasks the same task (the name is only a label)."""
+    import json
+
+    return (task["family"], task["arch"], int(task["n_stages"]), json.dumps(task.get("params") or {}, sort_keys=True))
+
+
+def check_task(task: dict) -> dict:
+    """Validate a task dict's keys and fill defaults (name, n_stages = 3, params = {})."""
+    if not isinstance(task, dict):
+        raise ConfigError(f"a task must be a mapping with keys {', '.join(TASK_KEYS)}, got {task!r}")
+    unknown = [k for k in task if k not in TASK_KEYS]
+    if unknown:
+        raise ConfigError(f"unknown task key {unknown[0]!r}; valid choices: {', '.join(TASK_KEYS)}")
+    if "family" not in task or "arch" not in task:
+        raise ConfigError(f"a task needs 'family' and 'arch', got {task!r}")
+    out = {"family": task["family"], "arch": task["arch"], "n_stages": task.get("n_stages", 3),
+           "params": dict(task.get("params") or {})}
+    out["name"] = task.get("name") or f"{out['family']}:{out['arch']}" + (f":{out['n_stages']}" if out["n_stages"] != 3 else "")
+    return {k: out[k] for k in TASK_KEYS}
+
+
+def parse_tasks(text: str) -> tuple[str, list[dict]]:
+    """``--tasks``: a task-set name, or ``family:arch[:n_stages]`` items separated by commas.
+
+    Returns:
+        (label of the set, validated task dicts with unique names).
+    """
+    text = (text or "").strip()
+    if text in TASK_SETS:
+        return text, [check_task(t) for t in get_task_set(text)]
+    if ":" not in text:
+        raise choices_error("task set", text, list(TASK_SETS) + ["family:arch[,family:arch...]"])
+    tasks = []
+    for item in [p.strip() for p in text.split(",") if p.strip()]:
+        parts = item.split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ConfigError(f"bad task {item!r}; expected family:arch or family:arch:n_stages, or a task set: "
+                              f"{', '.join(TASK_SETS)}")
+        n = 3
+        if len(parts) == 3:
+            try:
+                n = int(parts[2])
+            except ValueError:
+                raise ConfigError(f"bad stage count in task {item!r}: expected an integer") from None
+        tasks.append(check_task({"family": parts[0], "arch": parts[1], "n_stages": n, "name": item}))
+    if not tasks:
+        raise ConfigError("no tasks given")
+    names = [t["name"] for t in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"duplicate task in --tasks: {text!r}")
+    return "custom", tasks
