@@ -22,7 +22,6 @@ from metacurr.errors import ConfigError
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
-MASKS = ("none", "zeros", "mean")
 
 
 def default_bundle_path() -> Path:
@@ -55,9 +54,9 @@ class PolicyController(Controller):
         mapping: the action -> weight mapping it was trained with.
         obs_mean, obs_var, clip_obs, epsilon: the observation normaliser (VecNormalize statistics).
         name: label in reports.
-        mask: ablation of state dependence: ``"none"`` (closed loop), ``"zeros"`` (indicators replaced
-            by the normaliser mean: the policy sees only progress and its own weights), ``"mean"``
-            (replay a fixed weight schedule given via `set_schedule`: open loop).
+
+    For the open-loop ablation (indicators frozen, only progress and weights move) wrap it:
+    ``--controllers open-loop:policy:PATH`` (`metacurr.evaluation.masking`).
     """
 
     name = "policy"
@@ -72,10 +71,7 @@ class PolicyController(Controller):
         clip_obs: float = 10.0,
         epsilon: float = 1e-8,
         name: str = "policy",
-        mask: str = "none",
     ):
-        if mask not in MASKS:
-            raise ConfigError(f"unknown mask {mask!r}; valid choices: {', '.join(MASKS)}")
         self.policy = policy.eval()
         self.obs_spec = obs_spec
         self.mapping = mapping
@@ -83,27 +79,15 @@ class PolicyController(Controller):
         self.obs_std = np.sqrt(np.asarray(obs_var, dtype=np.float64) + epsilon)
         self.clip_obs = float(clip_obs)
         self.name = name
-        self.mask = mask
-        self.schedule: np.ndarray | None = None
         if self.obs_mean.shape != (obs_spec.size,):
             raise ConfigError(f"normaliser has {self.obs_mean.shape[0]} entries but the observation layout has {obs_spec.size}")
-        # Entries a "zeros" mask keeps: progress, the weights and the stage mask.
-        names = obs_spec.feature_names()
-        self._keep = np.array([n == "progress" or n.endswith("/weight") or n.endswith("/mask") for n in names])
-
-    def set_schedule(self, weights_per_step: np.ndarray) -> None:
-        """Weights to replay open-loop when ``mask="mean"`` (e.g. the policy's mean schedule)."""
-        self.schedule = np.asarray(weights_per_step, dtype=np.float64)
 
     def reset(self, n_stages: int, rng: np.random.Generator) -> np.ndarray:
         self.obs_spec.check_stages(n_stages)
-        self._t = 0
         return super().reset(n_stages, rng)
 
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
         z = (np.asarray(obs, dtype=np.float64) - self.obs_mean) / self.obs_std
-        if self.mask == "zeros":
-            z = np.where(self._keep, z, 0.0)
         return np.clip(z, -self.clip_obs, self.clip_obs).astype(np.float32)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -114,15 +98,8 @@ class PolicyController(Controller):
     def update(self, state: LearningState) -> np.ndarray:
         if state.n_stages != self.n_stages:
             raise ConfigError(f"state has {state.n_stages} stages, controller was reset for {self.n_stages}")
-        if self.mask == "mean":
-            if self.schedule is None:
-                raise ConfigError("mask='mean' needs a weight schedule (set_schedule)")
-            self.weights = self.schedule[min(self._t, len(self.schedule) - 1)][: self.n_stages].copy()
-            self.weights /= self.weights.sum()
-        else:
-            a = self.act(self.obs_spec.build(state))
-            self.weights = self.mapping.apply(self.weights, a[: self.n_stages])
-        self._t += 1
+        a = self.act(self.obs_spec.build(state))
+        self.weights = self.mapping.apply(self.weights, a[: self.n_stages])
         return self.weights.copy()
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
@@ -130,7 +107,7 @@ class PolicyController(Controller):
         return self.act(observation), None
 
 
-def load_bundle_controller(path: str | Path, name: str | None = None, mask: str = "none") -> PolicyController:
+def load_bundle_controller(path: str | Path, name: str | None = None) -> PolicyController:
     """Load a bundle folder as a PolicyController (checks manifest, layout and checksums)."""
     from metacurr.agents.bundle import load_bundle
 
@@ -157,16 +134,15 @@ def load_bundle_controller(path: str | Path, name: str | None = None, mask: str 
         float(norm["clip"]),
         float(norm["epsilon"]),
         name=name or f"policy:{path}",
-        mask=mask,
     )
 
 
-def load_policy_controller(ref: str, mask: str = "none") -> PolicyController:
+def load_policy_controller(ref: str) -> PolicyController:
     """Resolve ``policy:PATH`` / ``policy:default`` / ``wandb:...`` and load it."""
     if ref.startswith("wandb:"):
         from metacurr.tracking import fetch_artifact
 
-        return load_bundle_controller(fetch_artifact(ref), name=ref, mask=mask)
+        return load_bundle_controller(fetch_artifact(ref), name=ref)
     target = ref.split(":", 1)[1]
     if not target:
         raise ConfigError("policy: needs a path, e.g. policy:runs/agent/policy or policy:default")
@@ -174,5 +150,5 @@ def load_policy_controller(ref: str, mask: str = "none") -> PolicyController:
         path = default_bundle_path()
         if not (path / "manifest.json").is_file():
             raise ConfigError("no default policy is shipped in this install; run experiments/train_default_policy.py")
-        return load_bundle_controller(path, name="policy:default", mask=mask)
-    return load_bundle_controller(Path(target), name=ref, mask=mask)
+        return load_bundle_controller(path, name="policy:default")
+    return load_bundle_controller(Path(target), name=ref)

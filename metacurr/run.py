@@ -15,7 +15,6 @@ import numpy as np
 
 from metacurr.config import CUSTOM_FAMILY, MonitorConfig, RunConfig, TaskSpec, from_dict, run_config, to_dict
 from metacurr.controllers import Controller, make_controller, validate_controller
-from metacurr.errors import ConfigError
 from metacurr.inner_run import InnerRun, derive_seeds
 from metacurr.io import atomic_write_json, atomic_write_jsonl, atomic_write_yaml
 from metacurr.models import check_compatible

@@ -1,10 +1,11 @@
-"""Shared fixtures: a tiny seeded in-memory curriculum, tiny budgets, offline W&B, no display."""
+"""Shared fixtures: a tiny seeded in-memory curriculum, tiny budgets, W&B disabled, no display."""
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("WANDB_MODE", "offline")
+# Most CLI tests do not exercise W&B; tests/tracking sets offline mode itself (and a contract run sets offline).
+os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 

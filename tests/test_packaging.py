@@ -36,10 +36,10 @@ def test_wheel_installs_and_imports_in_clean_venv(tmp_path):
     deps = os.pathsep.join(site.getsitepackages())
     code = (
         "import importlib.util, metacurr, metacurr.envs, metacurr.agents, gymnasium as gym;"
-        "assert 'site-packages' in metacurr.__file__ and str(__import__('pathlib').Path(metacurr.__file__)).startswith(%r), metacurr.__file__;"
+        f"assert 'site-packages' in metacurr.__file__ and str(__import__('pathlib').Path(metacurr.__file__)).startswith({str(env_dir)!r}), metacurr.__file__;"
         "assert importlib.util.find_spec('envs') is None and importlib.util.find_spec('agents') is None;"
         "assert 'metacurr/Rebalance-v0' in gym.registry;"
-        "print(metacurr.__version__)" % str(env_dir)
+        "print(metacurr.__version__)"
     )
     r = subprocess.run([py, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": deps}, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -35,11 +35,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_agent_config(args.config, overrides)
     out = check_out_dir(args.out)
     tracker = _tracker(args, cfg, out)
+    exit_code = 1  # recorded as failed unless training returns
     try:
         summary = train_agent(cfg, out, resume=args.resume, progress=not args.no_progress, tracker=tracker)
+        exit_code = 0 if summary["status"] == "finished" else 130
     finally:
         if tracker is not None:
-            tracker.finish()
+            tracker.finish(exit_code=exit_code)
     print(json.dumps({k: v for k, v in summary.items() if v is not None}, default=str))
     if summary["status"] == "interrupted":
         print(f"interrupted: checkpoint saved in {out}/checkpoints; continue with --resume")

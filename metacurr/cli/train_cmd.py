@@ -7,6 +7,7 @@ import json
 import sys
 
 from metacurr.cli.common import add_budget_args, add_threads_arg, check_out_dir, nonneg_int, set_threads
+from metacurr.cli.tracking_args import add_tracking_args, parse_tags, sync_hint
 
 
 def register(sub) -> None:
@@ -21,14 +22,16 @@ def register(sub) -> None:
     p.add_argument("--device", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_threads_arg(p)
+    add_tracking_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from metacurr.config import load_yaml
+    from metacurr.config import load_yaml, to_dict
     from metacurr.run import resolve_config, run_episode, write_run
+    from metacurr.tracking import make_tracker, run_name
 
     data = load_yaml(args.config) if args.config else {}
     cfg = resolve_config(
@@ -53,10 +56,25 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
         bar.set_postfix(val_acc=f"{row['inner/val_acc']:.3f}")
 
-    summary, rows = run_episode(cfg, ctrl, on_step=on_step)
-    bar.close()
-    write_run(out, cfg, summary, rows)
+    tracker = make_tracker(
+        args.wandb, out,
+        name=run_name(cfg.task.family, cfg.controller, cfg.task.seed),
+        group=args.group,
+        tags=[cfg.controller, cfg.task.family, cfg.task.arch, *parse_tags(args.tags)],
+        config=to_dict(cfg),
+    )
+    ok = False
+    try:
+        summary, rows = run_episode(cfg, ctrl, tracker=tracker, on_step=on_step)
+        write_run(out, cfg, summary, rows)
+        ok = True
+    finally:
+        bar.close()
+        tracker.finish(exit_code=0 if ok else 1)  # a crashed run is marked failed in W&B and tracking.json
     keys = ("final_val_acc", "final_val_loss", "shift_acc", "per_stage_acc", "diverged", "wall_s", "monitor_time_fraction")
     print(json.dumps({k: summary[k] for k in keys}, default=lambda v: round(v, 4) if isinstance(v, float) else v))
-    print(f"wrote {out}/config.yaml, metrics.jsonl, summary.json, plots/")
+    print(f"wrote {out}/config.yaml, metrics.jsonl, summary.json, plots/, tracking.json, tb/")
+    hint = sync_hint(tracker.wandb_info)
+    if hint:
+        print(hint)
     return 0

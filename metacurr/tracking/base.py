@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -16,6 +17,9 @@ class Tracker:
 
     def summary(self, summary: dict[str, Any]) -> None:
         """Record the final summary."""
+
+    def log_artifact(self, path: str | Path, name: str, type: str = "policy") -> None:
+        """Record a file or folder (e.g. a policy bundle) as a versioned artifact of the run."""
 
     def finish(self) -> None:
         """End the run (flush files)."""

@@ -42,9 +42,8 @@ def test_eval_and_train_seeds_are_disjoint_and_enforced():
 
 def _inside(task: dict, dist) -> bool:
     """Could ``task`` be drawn from training distribution ``dist``? (the library's own check)"""
-    from metacurr.envs.task_distribution import in_support
-
     from metacurr.config import TaskSpec
+    from metacurr.envs.task_distribution import in_support
 
     return in_support(dist, TaskSpec(family=task["family"], arch=task["arch"], n_stages=task["n_stages"], params=task["params"]))
 
