@@ -73,15 +73,16 @@ def _draw(spec, rng: np.random.Generator, n_stages: int):
     return copy.deepcopy(spec)
 
 
-#: Named training distributions. "default": MNIST-1D with an MLP, randomised difficulty: which stages
-#: carry label noise and how much, how strong the distortions are, so the best weighting differs
-#: between episodes and reading the learner's state can pay.
+#: Named training distributions. "default": MNIST-1D with an MLP or a CNN, randomised difficulty: which
+#: stages carry label noise and how much, how strong the distortions are, so the best weighting differs
+#: between episodes and reading the learner's state can pay. GRU / transformer and the other families
+#: stay held out for evaluation.
 DISTRIBUTIONS: dict[str, TaskDistribution] = {
     "default": TaskDistribution(
         name="default",
         families={
             "mnist1d": {
-                "archs": ["mlp"],
+                "archs": ["mlp", "cnn"],
                 "params": {
                     "label_noise": {"per_stage": [0.0, 0.4], "p": 0.5},
                     "noise_max": [0.1, 0.4],
