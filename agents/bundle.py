@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from metacurr.errors import ConfigError
-from metacurr.io import dumps
+from metacurr.io import DIR_MODE, dumps, fsync_dir
 
 FORMAT_VERSION = 1
 INFERENCE_FILES = ("policy.pt", "normalizer.npz")
+NORMALIZER_KEYS = ("mean", "var", "clip", "epsilon")
 
 
 def sha256(path: Path) -> str:
@@ -68,13 +69,21 @@ def save_bundle(
     manifest: dict,
     model_zip: str | Path | None = None,
 ) -> Path:
-    """Write a bundle atomically: everything goes to a temp folder that replaces ``path`` in one rename."""
+    """Write a bundle atomically: everything goes to a temp folder (fsynced) that then replaces ``path``.
+
+    A folder cannot be renamed over a non-empty one, so an existing bundle is first renamed aside
+    (``.NAME.old-PID``), the new one renamed in, and the old one removed. If the swap fails, the old
+    bundle is put back; after a hard kill between the two renames `read_manifest` names the folder
+    holding the previous bundle.
+    """
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    old = None
     try:
+        os.chmod(tmp, DIR_MODE)  # mkdtemp makes 0700 folders; a bundle is meant to be shared
         torch.save(policy_state, tmp / "policy.pt")
         np.savez(tmp / "normalizer.npz", mean=obs_mean, var=obs_var, clip=np.float64(clip_obs), epsilon=np.float64(epsilon))
         if model_zip is not None:
@@ -82,17 +91,30 @@ def save_bundle(
         files = {f.name: sha256(f) for f in sorted(tmp.iterdir())}
         man = {"format_version": FORMAT_VERSION, "versions": versions(), **manifest, "files": files}
         (tmp / "manifest.json").write_text(dumps(man, indent=2, sort_keys=True) + "\n")
-        old = None
+        for f in tmp.iterdir():
+            _fsync_file(f)
+        fsync_dir(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
         os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():  # the swap failed half-way: put the previous bundle back
+            os.replace(old, path)
         raise
+    fsync_dir(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -100,11 +122,17 @@ def read_manifest(path: str | Path) -> dict:
     path = Path(path)
     man_path = path / "manifest.json"
     if not path.is_dir() or not man_path.is_file():
-        raise ConfigError(f"policy bundle not found: {path} (expected a folder with manifest.json)")
+        aside = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+        hint = f"; a save interrupted mid-swap left the previous bundle in {aside[0]} (rename it to {path.name})" if aside else ""
+        raise ConfigError(f"policy bundle not found: {path} (expected a folder with manifest.json){hint}")
     try:
         man = json.loads(man_path.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"policy bundle {path}: manifest.json is not valid JSON ({e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"policy bundle {path}: cannot read manifest.json ({type(e).__name__})") from None
+    if not isinstance(man, dict) or not isinstance(man.get("files", {}), dict):
+        raise ConfigError(f"policy bundle {path}: manifest.json is not a bundle manifest (expected a JSON object with files)")
     if man.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"policy bundle {path}: format_version {man.get('format_version')!r}, this metacurr reads {FORMAT_VERSION}")
     for name in INFERENCE_FILES:
@@ -123,7 +151,27 @@ def load_bundle(path: str | Path) -> tuple[dict, dict, dict]:
 
     path = Path(path)
     man = read_manifest(path)
-    state = torch.load(path / "policy.pt", map_location="cpu", weights_only=True)
-    with np.load(path / "normalizer.npz", allow_pickle=False) as z:
-        norm = {k: z[k] for k in z.files}
+    # The checksums match the manifest, but the manifest itself may have been regenerated over damaged
+    # or foreign files: any failure to read them is a bad bundle (one line), never a traceback.
+    try:
+        state = torch.load(path / "policy.pt", map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError, EOFError, ... depending on the damage
+        # (torch's own message advises weights_only=False: never for a bundle; it would run pickled code)
+        raise ConfigError(f"policy bundle {path}: cannot read policy.pt as a weights-only state_dict "
+                          f"({type(e).__name__}); the file is damaged or not from a metacurr bundle") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"policy bundle {path}: policy.pt does not hold a state_dict")
+    try:
+        with np.load(path / "normalizer.npz", allow_pickle=False) as z:
+            norm = {k: z[k] for k in z.files}
+    except Exception as e:  # BadZipFile, ValueError (pickled content), OSError
+        raise ConfigError(f"policy bundle {path}: cannot read normalizer.npz ({_first_line(e)})") from None
+    missing = [k for k in NORMALIZER_KEYS if k not in norm]
+    if missing:
+        raise ConfigError(f"policy bundle {path}: normalizer.npz lacks {', '.join(missing)}")
     return man, state, norm
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__

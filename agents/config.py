@@ -102,9 +102,9 @@ _PPO_FORBIDDEN = {"policy", "env", "tensorboard_log", "seed", "device", "verbose
 
 
 def validate(cfg: AgentConfig) -> AgentConfig:
-    from metacurr.envs.task_distribution import get_distribution
     from stable_baselines3 import PPO
 
+    from metacurr.envs.task_distribution import get_distribution
     from metacurr.evaluation.seeds import EVAL_SEED_BASE
 
     get_distribution(cfg.env.distribution)
@@ -127,6 +127,7 @@ def validate(cfg: AgentConfig) -> AgentConfig:
     from metacurr.envs.rebalance import RebalanceEnv
 
     RebalanceEnv(**cfg.env.env_kwargs())
+    _deep_checks(cfg)
     return cfg
 
 
@@ -141,3 +142,52 @@ def load_agent_config(path: str | None = None, overrides: dict | None = None) ->
 def ppo_kwargs(cfg: AgentConfig) -> dict:
     kw = merge(PPO_DEFAULTS, dict(cfg.ppo))
     return kw
+
+
+def _deep_checks(cfg: AgentConfig) -> None:
+    """Checks training would otherwise only hit after writing into the run folder."""
+    from metacurr.agents.policy_controller import ACTIVATIONS
+    from metacurr.envs.observation import ObservationSpec
+    from metacurr.errors import ConfigError
+
+    try:  # env.max_stages: 0 would otherwise silently mean "the distribution's largest stage count"
+        ObservationSpec(max_stages=cfg.env.max_stages)
+    except ConfigError as e:
+        raise ConfigError(f"config.env.{e}") from None
+    pk = ppo_kwargs(cfg).get("policy_kwargs") or {}
+    if not isinstance(pk, dict):
+        raise ConfigError(f"ppo.policy_kwargs must be a mapping, got {type(pk).__name__}")
+    act = pk.get("activation_fn", "tanh")
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise ConfigError(f"unknown ppo.policy_kwargs.activation_fn {act!r}; valid choices: {', '.join(ACTIVATIONS)}")
+    from metacurr.evaluation.task_sets import get_task_set
+
+    get_task_set(cfg.train.eval_tasks)  # a typo fails now, not at the first periodic evaluation
+    _check_ppo(cfg, {**pk, "activation_fn": ACTIVATIONS[act]})
+
+
+def _check_ppo(cfg, policy_kwargs: dict) -> None:
+    """Build the PPO model once on throw-away envs (no data is loaded): SB3 checks its own arguments
+    (n_steps, batch_size, learning_rate, net_arch, ...) with asserts and TypeErrors deep inside."""
+    import warnings
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from metacurr.envs.rebalance import RebalanceEnv
+    from metacurr.errors import ConfigError
+
+    kw = {k: v for k, v in ppo_kwargs(cfg).items() if k != "policy_kwargs"}
+    kwargs = cfg.env.env_kwargs()
+    venv = DummyVecEnv([lambda: RebalanceEnv(**kwargs)] * cfg.train.n_envs)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            PPO("MlpPolicy", venv, device="cpu", verbose=0, policy_kwargs=policy_kwargs, **kw)
+    except ConfigError:
+        raise
+    except Exception as e:  # AssertionError, TypeError, ValueError from SB3 / torch
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ConfigError(f"invalid ppo settings: {msg}") from None
+    finally:
+        venv.close()

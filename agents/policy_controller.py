@@ -82,6 +82,9 @@ class PolicyController(Controller):
         if self.obs_mean.shape != (obs_spec.size,):
             raise ConfigError(f"normaliser has {self.obs_mean.shape[0]} entries but the observation layout has {obs_spec.size}")
 
+    def check_stages(self, n_stages: int) -> None:
+        self.obs_spec.check_stages(n_stages)
+
     def reset(self, n_stages: int, rng: np.random.Generator) -> np.ndarray:
         self.obs_spec.check_stages(n_stages)
         return super().reset(n_stages, rng)
@@ -113,14 +116,26 @@ def load_bundle_controller(path: str | Path, name: str | None = None) -> PolicyC
 
     path = Path(path)
     man, state_dict, norm = load_bundle(path)
-    obs = man.get("observation", {})
-    spec = ObservationSpec(max_stages=int(obs.get("max_stages", 0)), clip=float(obs.get("clip", 1e4)), version=int(obs.get("version", 0)))
+    try:
+        obs = man.get("observation", {})
+        spec = ObservationSpec(max_stages=int(obs.get("max_stages", 0)), clip=float(obs.get("clip", 1e4)),
+                               version=int(obs.get("version", 0)))
+    except ConfigError:
+        raise
+    except (AttributeError, TypeError, ValueError) as e:
+        raise ConfigError(f"policy bundle {path}: malformed observation entry in manifest.json ({e})") from None
     if spec.version != ObservationSpec().version or obs.get("feature_names") != spec.feature_names():
         raise ConfigError(
             f"policy bundle {path}: its observation layout (v{obs.get('version')}) does not match this metacurr's "
             f"(v{ObservationSpec().version}, globals {list(GLOBAL_FEATURES)}, per-stage {list(STAGE_FEATURES)}); retrain it"
         )
-    policy = build_policy(spec.size, spec.max_stages, man.get("policy_kwargs", {}))
+    try:
+        policy = build_policy(spec.size, spec.max_stages, dict(man.get("policy_kwargs") or {}))
+        mapping = WeightMapping(**dict(man.get("mapping") or {}))
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"policy bundle {path}: malformed policy_kwargs or mapping in manifest.json ({e})") from None
     try:
         policy.load_state_dict(state_dict)
     except RuntimeError as e:
@@ -128,7 +143,7 @@ def load_bundle_controller(path: str | Path, name: str | None = None) -> PolicyC
     return PolicyController(
         policy,
         spec,
-        WeightMapping(**man.get("mapping", {})),
+        mapping,
         norm["mean"],
         norm["var"],
         float(norm["clip"]),

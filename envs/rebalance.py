@@ -96,7 +96,7 @@ class RebalanceEnv(gym.Env):
         else:
             self.distribution = None
             stage_counts = (self.fixed_task.n_stages,)
-        self.obs_spec = ObservationSpec(max_stages=max_stages or max(stage_counts))
+        self.obs_spec = ObservationSpec(max_stages=max(stage_counts) if max_stages is None else max_stages)
         for n in stage_counts:
             self.obs_spec.check_stages(n)
         self.monitor_cfg = from_dict(MonitorConfig, monitor or {}, "monitor")

@@ -248,8 +248,13 @@ def merge(base: dict, override: dict) -> dict:
 
 def run_config(data: dict | None = None, **task_overrides: Any) -> RunConfig:
     """Resolve a RunConfig from a mapping (e.g. YAML) plus task-level overrides (e.g. CLI flags)."""
+    if not isinstance(data or {}, dict):
+        raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
     data = dict(data or {})
-    task = dict(data.get("task") or {})
+    task = data.get("task") or {}
+    if not isinstance(task, dict):
+        raise ConfigError(f"config.task: expected a mapping, got {type(task).__name__}")
+    task = dict(task)
     task.update({k: v for k, v in task_overrides.items() if v is not None})
     data["task"] = task
     return from_dict(RunConfig, data, "config")

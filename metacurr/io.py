@@ -12,7 +12,40 @@ from typing import Any
 import yaml
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process umask, read once at import (reading it means setting it, which is not thread-safe).
+UMASK = _read_umask()
+#: Mode of new artifact files: what ``open(path, "w")`` would give (mkstemp alone makes them 0600).
+FILE_MODE = 0o666 & ~UMASK
+#: Mode of new artifact folders made with mkdtemp (e.g. a policy bundle), likewise.
+DIR_MODE = 0o777 & ~UMASK
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (a completed rename) to disk; best effort (not every OS / file system can)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    The bytes go to a temp file in the same folder (``.NAME.XXXX.tmp``), are fsynced, and the temp file is
+    renamed over ``path``; on any error (or Ctrl-C) the temp file is removed and ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -20,11 +53,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(f.fileno(), FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from metacurr.config import CUSTOM_FAMILY, MonitorConfig, RunConfig, TaskSpec, from_dict, run_config, to_dict
 from metacurr.controllers import Controller, make_controller, validate_controller
+from metacurr.errors import ConfigError
 from metacurr.inner_run import InnerRun, derive_seeds
 from metacurr.io import atomic_write_json, atomic_write_jsonl, atomic_write_yaml
 from metacurr.models import check_compatible
@@ -33,6 +34,8 @@ def resolve_config(
     ``overrides`` may hold TaskSpec fields (arch, seed, control_steps, ...) and ``controller`` /
     ``controller_kwargs`` / ``device``; ``None`` values are ignored.
     """
+    if config is not None and not isinstance(config, RunConfig | dict):
+        raise ConfigError(f"config: expected a RunConfig or a mapping, got {type(config).__name__}")
     data = to_dict(config) if isinstance(config, RunConfig) else dict(config or {})
     for k in ("controller", "controller_kwargs", "device"):
         if overrides.get(k) is not None:

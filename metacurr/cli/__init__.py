@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from metacurr.errors import ConfigError
@@ -27,7 +28,16 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2)."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"{self.prog}: error: {_choices(message)} (see --help)\n")
+
+
+def _choices(message: str) -> str:
+    """argparse's "invalid choice: 'x' (choose from 'a', 'b')" in metacurr's wording ("valid choices: a, b")."""
+    m = re.search(r" \(choose from (.*)\)$", message)
+    if m is None:
+        return message
+    valid = ", ".join(v.strip().strip("'\"") for v in m.group(1).split(","))
+    return f"{message[: m.start()]}; valid choices: {valid}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import sys
 
 from metacurr.cli.common import add_budget_args, add_threads_arg, check_out_dir, nonneg_int, set_threads
 from metacurr.cli.tracking_args import add_tracking_args, parse_tags, sync_hint
+from metacurr.errors import ConfigError
 
 
 def register(sub) -> None:
@@ -48,6 +49,15 @@ def run(args: argparse.Namespace) -> int:
     from metacurr.controllers import make_controller
 
     ctrl = make_controller(cfg.controller, **cfg.controller_kwargs)  # loads policy bundles: errors before work
+    try:  # e.g. a policy with fewer stage slots than the task has stages
+        ctrl.check_stages(cfg.task.n_stages)
+    except ConfigError as e:
+        raise ConfigError(f"controller {cfg.controller!r} cannot run task {cfg.task.family!r} "
+                          f"with {cfg.task.n_stages} stages: {e}") from None
+    from metacurr.tasks import build_curriculum
+
+    # Build the data now (cached: the run reuses it): a bad difficulty value fails before --out exists.
+    build_curriculum(cfg.task.family, cfg.task.n_stages, cfg.task.seed, cfg.task.params)
     set_threads(args.threads)
     bar = tqdm(total=cfg.task.control_steps, desc=f"{cfg.task.family}/{cfg.task.arch} {cfg.controller}",
                disable=args.no_progress, file=sys.stderr, leave=False)

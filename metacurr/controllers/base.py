@@ -43,6 +43,13 @@ class Controller:
         self.weights = np.full(self.n_stages, 1.0 / self.n_stages)
         return self.weights.copy()
 
+    def check_stages(self, n_stages: int) -> None:
+        """Raise `ConfigError` if this controller cannot serve ``n_stages`` stages (default: any count).
+
+        Called before any work starts (``metacurr train``, ``metacurr evaluate``), so a policy trained for
+        fewer stage slots is a one-line usage error rather than a failure mid-run.
+        """
+
     def update(self, state: LearningState) -> np.ndarray:
         """Return the weights for the next control step."""
         raise NotImplementedError

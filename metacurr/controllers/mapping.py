@@ -14,7 +14,8 @@ Given previous weights ``w`` and an action ``a`` in [-1, 1]^S:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import numbers
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -38,7 +39,20 @@ class WeightMapping:
     max_step: float = 0.15
     floor: float = 0.02
 
+    def __new__(cls, *args, **kwargs):
+        # Configs build mappings with WeightMapping(**mapping_dict) (env.mapping, bundle manifests): an
+        # unknown key is a one-line ConfigError naming the valid keys, not a TypeError traceback.
+        valid = [f.name for f in fields(cls)]
+        for k in kwargs:
+            if k not in valid:
+                raise ConfigError(f"unknown weight mapping key {k!r}; valid choices: {', '.join(valid)}")
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+                raise ConfigError(f"weight mapping {f.name} must be a finite number, got {v!r}")
         if not (self.eta > 0 and 0 < self.smoothing <= 1 and self.max_step > 0 and 0 <= self.floor < 1):
             raise ConfigError(
                 f"invalid weight mapping {asdict(self)}; need eta > 0, 0 < smoothing <= 1, max_step > 0, 0 <= floor < 1"

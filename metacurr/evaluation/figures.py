@@ -23,6 +23,12 @@ def _grid(n: int, ncols: int = 4):
     return fig, axes.flat
 
 
+def _legend(ax, **kw) -> None:
+    """A legend, unless the axes hold nothing labelled (every run failed): matplotlib would warn."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
 def plot_weight_trajectories(records: list[dict], path: Path, title: str) -> Path:
     """One stacked weight trajectory per controller (records of one task and seed)."""
     fig, axes = _grid(len(records))
@@ -34,7 +40,7 @@ def plot_weight_trajectories(records: list[dict], path: Path, title: str) -> Pat
                          labels=[f"stage{s}" for s in range(n)], alpha=0.85)
         ax.set_title(rec["spec"]["label"], fontsize=8)
         ax.set_ylim(0, 1)
-    axes[0].legend(fontsize=6, loc="upper right")
+    _legend(axes[0], fontsize=6, loc="upper right")
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
     return path
@@ -59,7 +65,7 @@ def plot_indicator_traces(records: list[dict], path: Path, title: str) -> Path:
         ax.set_title(name, fontsize=9)
         if log:
             ax.set_yscale("log")
-    axes[0, 0].legend(fontsize=6, ncol=2)
+    _legend(axes[0, 0], fontsize=6, ncol=2)
     for ax in axes[1]:
         ax.set_xlabel("control step")
     fig.suptitle(title, fontsize=10)

@@ -153,8 +153,8 @@ def make_plan(
     if not tasks:
         raise ConfigError("no tasks given")
     seeds = check_eval_seeds(seeds)
-    validate_specs(specs)
     tasks = [check_task(t) for t in tasks]
+    validate_specs(specs, tasks)
     names = [t["name"] for t in tasks]
     if len(set(names)) != len(names):
         raise ConfigError(f"duplicate task name {sorted({n for n in names if names.count(n) > 1})[0]!r}")
@@ -163,13 +163,14 @@ def make_plan(
     searches: dict[str, dict] = {}
     s_seeds = search_seeds(n_search_seeds)
     for task in tasks:
-        if check_data and task["family"] != "custom":
-            from metacurr.tasks import build_curriculum
-
-            build_curriculum(task["family"], task["n_stages"], seeds[0], task["params"])
         for spec in specs:
             search_key = None
             base = _task_config(task, spec, seeds[0], control_steps, inner_steps, monitor, device)
+            if check_data and task["family"] != "custom":
+                from metacurr.tasks import build_curriculum
+
+                # with the variant's own parameter overrides (cached: one build per distinct task)
+                build_curriculum(base.task.family, base.task.n_stages, seeds[0], base.task.params)
             if spec.controller == BEST_STATIC and "weights" not in spec.kwargs:
                 # One search per task (and per task-override variant), shared by all seeds.
                 ident = {"task": task, "config": dataclasses.replace(base, task=dataclasses.replace(base.task, seed=0)),
@@ -189,13 +190,17 @@ def make_plan(
 # ---------------------------------------------------------------- workers
 
 
-def _worker_init() -> None:
+def _worker_init(owner_pid: int | None = None) -> None:
     import os
     import sys
     import warnings
 
     import torch
 
+    if owner_pid is not None:  # end this worker if the evaluation process dies without cleanup (kill -9)
+        from metacurr.evaluation.orphans import watch_parent
+
+        watch_parent(owner_pid)
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
@@ -275,7 +280,10 @@ def _executor(workers: int):
         finally:
             torch.set_num_threads(n)
         return
-    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_worker_init)
+    import os
+
+    ex = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_worker_init,
+                                initargs=(os.getpid(),))
     try:
         yield ex
     except BaseException:
@@ -286,7 +294,7 @@ def _executor(workers: int):
 
 
 #: Imported once by the fork server, so workers start without re-importing torch, sklearn, ...
-PRELOAD = ["metacurr.run", "metacurr.evaluation.harness", "metacurr.evaluation.incremental",
+PRELOAD = ["metacurr.run", "metacurr.evaluation.harness", "metacurr.evaluation.incremental", "metacurr.evaluation.orphans",
            "metacurr.tasks.digits", "metacurr.tasks.mnist1d", "metacurr.tasks.sequence", "sklearn.datasets"]
 
 
@@ -467,6 +475,9 @@ def collect(plan: EvalPlan, out: str | Path):
     if not rows:
         return pd.DataFrame(columns=LEADING + TRAILING)
     df = pd.DataFrame(rows)
+    for c in LEADING:  # runs that all failed have no metrics: the columns exist anyway (empty)
+        if c not in df:
+            df[c] = np.nan
     acc = pd.to_numeric(df["final_val_acc"], errors="coerce")
     best = acc.groupby([df["task"], df["seed"]]).transform("max")
     df["time_to_target"] = [time_to_target(s, TARGET_FRACTION * b) if np.isfinite(b) else np.nan

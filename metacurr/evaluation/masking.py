@@ -52,6 +52,9 @@ class MaskedController(Controller):
         self.features = resolve_mask(features)
         self.name = f"masked:{getattr(inner, 'name', type(inner).__name__)}"
 
+    def check_stages(self, n_stages: int) -> None:
+        self.inner.check_stages(n_stages)
+
     def reset(self, n_stages: int, rng: np.random.Generator) -> np.ndarray:
         self.n_stages = int(n_stages)
         self._frozen: LearningState | None = None

@@ -166,8 +166,9 @@ def load_ablations(path: str | Path) -> tuple[list[ControllerSpec], dict]:
     return specs, defaults
 
 
-def validate_specs(specs: list[ControllerSpec]) -> None:
-    """Unique labels, known controllers and parameters, valid masks; policies must load."""
+def validate_specs(specs: list[ControllerSpec], tasks: list[dict] | None = None) -> None:
+    """Unique labels, known controllers and parameters, valid masks; policies must load and, given
+    ``tasks``, serve every task's stage count."""
     from metacurr.controllers import make_controller
     from metacurr.evaluation.masking import resolve_mask
 
@@ -178,6 +179,13 @@ def validate_specs(specs: list[ControllerSpec]) -> None:
     for s in specs:
         resolve_mask(s.mask)
         try:
-            make_controller(s.controller, **s.kwargs)
+            ctrl = make_controller(s.controller, **s.kwargs)
         except ModuleNotFoundError as e:
             raise ConfigError(f"cannot load controller {s.controller!r}: {e}") from None
+        for t in tasks or []:
+            if isinstance(t.get("n_stages"), bool) or not isinstance(t.get("n_stages"), int):
+                continue  # a bad stage count is reported by the task's own check
+            try:
+                ctrl.check_stages(t["n_stages"])
+            except ConfigError as e:
+                raise ConfigError(f"controller {s.label!r} cannot run task {t['name']!r}: {e}") from None

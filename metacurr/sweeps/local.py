@@ -47,7 +47,11 @@ class LocalSweepReport:
     notices: list[str]
 
 
-def _worker_init() -> None:
+def _worker_init(owner_pid: int | None = None) -> None:
+    if owner_pid is not None:  # end this worker if the sweep process dies without cleanup (kill -9)
+        from metacurr.evaluation.orphans import watch_parent
+
+        watch_parent(owner_pid)
     # one torch thread per worker: N workers on N cores beat N workers fighting over threads
     import torch
 
@@ -201,7 +205,7 @@ def run_local_sweep(
         if todo:
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo))), mp_context=ctx,
-                                     initializer=_worker_init) as ex:
+                                     initializer=_worker_init, initargs=(os.getpid(),)) as ex:
                 futures: dict[Future, str] = {
                     ex.submit(_worker_run, {**common, "params": p, "run_dir": out / "runs" / rid}): rid
                     for rid, p in todo

@@ -93,8 +93,8 @@ def run_agent(
     Raises:
         ConfigError: W&B unusable here (offline, not logged in, unreachable) or the agent failed to start.
     """
+    ent, proj, sid = parse_sweep_ref(ref, project, entity)  # a malformed id is reported before any network check
     require_online("running a W&B sweep agent")
-    ent, proj, sid = parse_sweep_ref(ref, project, entity)
     if out_root is not None:
         os.environ[OUT_ROOT_ENV] = str(out_root)  # read by the trial processes the agent starts
     import wandb

@@ -26,6 +26,9 @@ def _check_train_agent(data: dict) -> None:
     load_agent_config(None, data)
 
 
+#: Subcommands that take --config and --out but are no sweep target (``sweep-run`` would run itself).
+NOT_TARGETS = ("sweep-run",)
+
 #: target subcommand -> config check (raises ConfigError). Imported lazily: agents pull in SB3.
 CONFIG_CHECKS: dict[str, Callable[[dict], None]] = {
     "train": _check_train,
@@ -55,13 +58,13 @@ def sweepable_targets() -> list[str]:
 
     for action in build_parser()._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return [n for n in action.choices if {"--config", "--out"} <= target_options(n)]
+            return [n for n in action.choices if n not in NOT_TARGETS and {"--config", "--out"} <= target_options(n)]
     return []
 
 
 def check_target(target: str) -> None:
     """Raise a one-line ConfigError unless ``target`` is a subcommand a sweep can run."""
-    if not {"--config", "--out"} <= target_options(target):
+    if target in NOT_TARGETS or not {"--config", "--out"} <= target_options(target):
         valid = sweepable_targets()
         raise ConfigError(
             f"sweep target {target!r} is not a metacurr subcommand taking --config and --out; "

@@ -23,8 +23,13 @@ def _as_pair(pair: object, where: str) -> Pair:
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise ConfigError(f"{where} must be a pair (X, y)")
     x, y = pair
-    x = torch.as_tensor(x)
-    y = torch.as_tensor(y)
+    try:
+        x = torch.as_tensor(x)
+        y = torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError) as e:  # strings, ragged lists, objects
+        raise ConfigError(f"{where}: X and y must be numeric arrays or tensors ({str(e).splitlines()[0]})") from None
+    if x.is_complex() or y.is_complex():
+        raise ConfigError(f"{where}: complex values are not supported")
     if x.ndim < 2:
         raise ConfigError(f"{where}: X must have shape (N, ...) with at least 2 dims, got {tuple(x.shape)}")
     if y.ndim != 1:
