@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from metacurr.agents.config import AgentConfig, ppo_kwargs
 
+from metacurr.agents.config import AgentConfig, ppo_kwargs
 from metacurr.errors import ConfigError
 from metacurr.io import atomic_write_bytes, atomic_write_json, atomic_write_yaml
 
@@ -112,9 +112,8 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
     import copy
 
     from metacurr.agents.policy_controller import PolicyController
-    from metacurr.envs.observation import ObservationSpec
-
     from metacurr.controllers.mapping import WeightMapping
+    from metacurr.envs.observation import ObservationSpec
 
     return PolicyController(
         copy.deepcopy(model.policy).cpu(),
@@ -130,9 +129,8 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
 
 def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | None = None) -> Path:
     from metacurr.agents.bundle import save_bundle
-    from metacurr.envs.observation import ObservationSpec
-
     from metacurr.controllers.mapping import WeightMapping
+    from metacurr.envs.observation import ObservationSpec
 
     pk = dict(ppo_kwargs(cfg).get("policy_kwargs") or {})
     pk.setdefault("net_arch", [64, 64])

@@ -74,5 +74,27 @@ class ObservationSpec:
         obs = np.concatenate([g, per.reshape(-1), mask])
         return np.clip(np.nan_to_num(obs, nan=0.0), -self.clip, self.clip).astype(np.float32)
 
+    def build_batch(self, stage: np.ndarray, glob: np.ndarray) -> np.ndarray:
+        """`build` for N states at once, from arrays: ``stage`` (N, n_stages, len(STAGE_FEATURES)) and
+        ``glob`` (N, len(GLOBAL_FEATURES)), both in feature order and already sanitised as
+        `LearningState` holds them. Element for element the same operations as `build`."""
+        stage = np.asarray(stage, dtype=np.float64)
+        glob = np.asarray(glob, dtype=np.float64)
+        n_rows, n, _ = stage.shape
+        self.check_stages(n)
+        g = glob.copy()
+        for i, k in enumerate(GLOBAL_FEATURES):
+            if k in LOG_FEATURES:
+                g[:, i] = np.log1p(np.maximum(glob[:, i], 0.0))
+        per = np.zeros((n_rows, self.max_stages, len(STAGE_FEATURES)))
+        per[:, :n] = stage
+        for i, k in enumerate(STAGE_FEATURES):
+            if k in LOG_FEATURES:
+                per[:, :n, i] = np.log1p(np.maximum(stage[:, :, i], 0.0))
+        mask = np.zeros((n_rows, self.max_stages))
+        mask[:, :n] = 1.0
+        obs = np.concatenate([g, per.reshape(n_rows, -1), mask], axis=1)
+        return np.clip(np.nan_to_num(obs, nan=0.0), -self.clip, self.clip).astype(np.float32)
+
     def to_dict(self) -> dict:
         return {**asdict(self), "feature_names": self.feature_names()}

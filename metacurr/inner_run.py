@@ -103,7 +103,7 @@ class InnerRun:
         self.state = self.monitor.measure(
             self.model, self.t, self.t / self.spec.control_steps, w, train_loss, stats.total_grad_norm
         )
-        if not stats.finite or not _params_finite(self.model):
+        if not stats.finite or not stats.params_finite:
             self.diverged = True
         return self.state
 

@@ -33,3 +33,37 @@ def representation_drift(prev: torch.Tensor | None, now: torch.Tensor) -> torch.
     if prev is None:
         return torch.zeros(now.shape[0], dtype=now.dtype, device=now.device)
     return (1.0 - linear_cka(prev, now)).clamp_(0.0, 1.0)
+
+
+def centered_gram(x: torch.Tensor, exact: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gram matrix of the centred features and its Frobenius norm: ((S, P, P), (S,)).
+
+    The pieces of `linear_cka` that depend on one snapshot only: a monitor keeps them for the next
+    control step instead of the features, so each step computes one Gram matrix instead of two
+    (same operations, so the same numbers as `linear_cka`). ``exact=False`` takes the norm with a
+    fused reduction (no (S, P, P) temporary; equal up to float rounding).
+    """
+    x = x - x.mean(1, keepdim=True)
+    k = x @ x.transpose(1, 2)
+    if not exact:
+        return k, torch.linalg.vector_norm(k, dim=(1, 2))
+    return k, k.pow(2).sum((1, 2)).sqrt()
+
+
+def drift_from_grams(
+    prev: tuple[torch.Tensor, torch.Tensor] | None,
+    now: tuple[torch.Tensor, torch.Tensor],
+    eps: float = 1e-12,
+    exact: bool = True,
+) -> torch.Tensor:
+    """`representation_drift` from two `centered_gram` results; zeros when there is no previous snapshot.
+    ``exact=False``: the inner product as a fused batched dot (equal up to float rounding)."""
+    k_now, n_now = now
+    if prev is None:
+        return torch.zeros(k_now.shape[0], dtype=k_now.dtype, device=k_now.device)
+    k_prev, n_prev = prev
+    if exact:
+        num = (k_prev * k_now).sum((1, 2))
+    else:
+        num = torch.linalg.vecdot(k_prev.flatten(1), k_now.flatten(1))
+    return (1.0 - num / (n_prev * n_now + eps)).clamp_(0.0, 1.0)

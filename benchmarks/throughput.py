@@ -1,0 +1,453 @@
+"""Throughput of the inner loop, the env, and the vector envs, measured side by side in one run.
+
+For the default task (mnist1d, 3 stages, batch 64 per stage, 10 inner steps per control step) and each
+architecture, four configurations (plus two diagnostics) run interleaved, ``--reps`` times each, and
+the median of each is reported, so that load from other processes hits all of them alike:
+
+  (a) bare      a plain PyTorch loop: same model, same per-stage gather + weighted loss, torch.optim
+                step (``metacurr.trainer.make_optimizer``); no monitors, no env. The reference.
+  (a') trainer  `InnerTrainer.run` alone (the env's training code without monitors): diagnostic.
+  (b) env       one `RebalanceEnv` stepping (1 torch thread).
+  (c) subproc   SB3 `SubprocVecEnv` with N envs, 1 torch thread per subprocess.
+  (d) batched   `BatchedRebalanceVecEnv` with N inner models in one process (``--batched-threads``,
+                default 1), and (d') the same with 2 threads (diagnostic).
+
+Rates: inner steps/s (a, a', b) and env steps/s (b, c, d; one env step = ``inner_steps`` inner steps),
+each also as a ratio to (a) in inner-step units. Vector-env rates are measured inside episodes (no
+reset in the window); ``*_with_resets`` rates time whole episodes including the auto-reset, which
+builds new curricula (numpy data generation). ``monitor_time_fraction`` = time in `LearningMonitor`
+/ time of the env's steps.
+
+Usage: python benchmarks/throughput.py [--quick] [--json FILE] [--archs mlp,cnn] [--n-envs 16] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ARCHS = ("mlp", "cnn", "gru", "transformer")
+FAMILY = "mnist1d"
+INNER_STEPS = 10
+BATCH = 64
+N_STAGES = 3
+
+# Window sizes (control steps) per arch: (bare, env, vec-env stepping, 2-thread batched).
+WINDOWS = {"mlp": (30, 20, 10, 2), "cnn": (10, 10, 4, 1), "gru": (2, 2, 1, 1), "transformer": (2, 2, 1, 1)}
+QUICK_WINDOWS = {"mlp": (10, 10, 5, 1), "cnn": (3, 3, 2, 1), "gru": (1, 1, 1, 1), "transformer": (1, 1, 1, 1)}
+#: Windows of (a), (a') and (b) per rep (medians over reps x this).
+SINGLE_PER_REP = 3
+
+
+def _task(arch: str) -> dict:
+    return {"family": FAMILY, "arch": arch, "n_stages": N_STAGES, "batch_size": BATCH, "inner_steps": INNER_STEPS}
+
+
+def _env_kwargs(arch: str, control_steps: int, device: str) -> dict:
+    return {"task": _task(arch), "control_steps": control_steps, "inner_steps": INNER_STEPS, "device": device}
+
+
+class Bare:
+    """(a): the limit. The loop a user would write for the same training."""
+
+    def __init__(self, arch: str, device: str, seed: int = 123):
+        from metacurr.config import TaskSpec
+        from metacurr.models import build_model
+        from metacurr.tasks import build_curriculum
+        from metacurr.trainer import make_optimizer
+
+        spec = TaskSpec(**_task(arch), seed=seed)
+        cur = build_curriculum(FAMILY, N_STAGES, seed, {}).to(device)
+        self.model = build_model(arch, layout=cur.layout, input_shape=cur.input_shape, n_classes=cur.n_classes, seed=seed).to(device)
+        self.opt = make_optimizer(spec, self.model.parameters())
+        self.pool_x = torch.cat([x for x, _ in cur.stages])
+        self.pool_y = torch.cat([y for _, y in cur.stages])
+        sizes = [len(y) for _, y in cur.stages]
+        self.sizes = torch.tensor(sizes, dtype=torch.float64)
+        self.offsets = torch.tensor(np.concatenate([[0], np.cumsum(sizes)[:-1]]), dtype=torch.long)
+        self.w = torch.full((N_STAGES,), 1.0 / N_STAGES, device=device)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.device = device
+
+    def run(self, control_steps: int) -> int:
+        s, b, k = N_STAGES, BATCH, INNER_STEPS
+        for _ in range(control_steps):
+            u = torch.rand(k, s, b, generator=self.gen, dtype=torch.float64)
+            idx = (self.offsets.view(1, -1, 1) + (u * self.sizes.view(1, -1, 1)).long()).to(self.device)
+            for i in range(k):
+                flat = idx[i].reshape(-1)
+                per_stage = F.cross_entropy(self.model(self.pool_x[flat]), self.pool_y[flat], reduction="none").view(s, b).mean(1)
+                loss = (self.w * per_stage).sum()
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+        _sync(self.device)
+        return control_steps * k
+
+
+class TrainerOnly:
+    """(a'): `InnerTrainer.run` without monitors or env (diagnostic)."""
+
+    def __init__(self, arch: str, device: str, seed: int = 123):
+        from metacurr.config import TaskSpec
+        from metacurr.inner_run import InnerRun
+
+        self.run_ = InnerRun(TaskSpec(**_task(arch), seed=seed, control_steps=10**9), device=device)
+        self.run_.reset()
+        self.w = np.full(N_STAGES, 1.0 / N_STAGES)
+        self.device = device
+
+    def run(self, control_steps: int) -> int:
+        for _ in range(control_steps):
+            self.run_.trainer.run(self.w, INNER_STEPS)
+        _sync(self.device)
+        return control_steps * INNER_STEPS
+
+
+class SingleEnv:
+    """(b): one RebalanceEnv."""
+
+    def __init__(self, arch: str, device: str, control_steps: int):
+        from metacurr.envs.rebalance import RebalanceEnv
+
+        self.env = RebalanceEnv(**_env_kwargs(arch, control_steps, device))
+        self.cs = control_steps
+        self.env.reset(seed=0)
+        self.t = 0
+        self.rng = np.random.default_rng(0)
+        self.resets: list[float] = []
+
+    def run(self, steps: int) -> tuple[int, float, float]:
+        """Step ``steps`` times inside one episode (a reset, if one is due, is timed separately);
+        returns (steps, seconds, seconds in the monitor)."""
+        steps = min(steps, self.cs)
+        if self.t + steps > self.cs or self.env.run.done:
+            t0 = time.perf_counter()
+            self.env.reset()
+            self.resets.append(time.perf_counter() - t0)
+            self.t = 0
+        m0 = self.env.run.monitor_seconds
+        acts = self.rng.uniform(-1, 1, (steps, N_STAGES)).astype(np.float32)
+        t0 = time.perf_counter()
+        for a in acts:
+            self.env.step(a)
+        dt = time.perf_counter() - t0
+        self.t += steps
+        return steps, dt, self.env.run.monitor_seconds - m0
+
+
+class Vec:
+    """(c) / (d): a VecEnv stepped in windows that stay inside an episode, or over whole episodes.
+
+    The batched env builds the next episode's curricula in a background thread; so that this work is
+    neither hidden in another configuration's window nor lost, every window starts with no build
+    pending (waited for outside the timing) and ends by waiting for the builds it started (timed).
+    Over K whole episodes that charges K builds, K - 1 of them overlapped with training and the last
+    one serially: slightly pessimistic for the batched env.
+    """
+
+    def __init__(self, venv, n: int, control_steps: int):
+        self.venv, self.n, self.cs = venv, n, control_steps
+        venv.seed(0)
+        venv.reset()
+        self.t = 0
+        self.rng = np.random.default_rng(1)
+        self.last = self.last_cpu = float("nan")
+
+    def _step(self, steps: int) -> None:
+        for _ in range(steps):
+            self.venv.step(self.rng.uniform(-1, 1, (self.n, N_STAGES)).astype(np.float32))
+        self.t = (self.t + steps) % self.cs
+
+    def _drain(self) -> None:
+        wait = getattr(self.venv, "wait_prefetch", None)
+        if wait is not None:
+            wait()
+
+    def _timed(self, steps: int) -> None:
+        self._drain()
+        c0, t0 = _cpu_seconds(self.venv), time.perf_counter()
+        self._step(steps)
+        self._drain()
+        self.last = time.perf_counter() - t0
+        self.last_cpu = _cpu_seconds(self.venv) - c0
+
+    def run(self, steps: int) -> int:
+        """``steps`` env steps inside one episode (no reset in the window)."""
+        steps = min(steps, self.cs - 1)
+        if self.t + steps >= self.cs:  # finish the episode (and its auto-reset) outside the window
+            self._step(self.cs - self.t)
+        self._timed(steps)
+        return steps * self.n
+
+    def run_episodes(self, k: int) -> int:
+        """``k`` whole episodes, each ending with the auto-reset of every env."""
+        if self.t:
+            self._step(self.cs - self.t)
+        self._timed(k * self.cs)
+        return k * self.cs * self.n
+
+
+def _cpu_seconds(venv) -> float:
+    """CPU time (user + system) of this process and of a SubprocVecEnv's workers."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for proc in getattr(venv, "processes", []):
+        try:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):  # pragma: no cover - not Linux
+            return float("nan")
+    return total
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn, *args) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t0, out
+
+
+def _make_subproc(arch: str, n: int, device: str, control_steps: int):
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from metacurr.agents.train import _make_env  # sets 1 torch thread per subprocess
+
+    kw = _env_kwargs(arch, control_steps, device)
+    return SubprocVecEnv([functools.partial(_make_env, kw, True) for _ in range(n)], start_method="spawn")
+
+
+def _retask(venv, arch: str, control_steps: int) -> None:
+    """Point an existing SubprocVecEnv's workers at another architecture (saves re-spawning N processes)."""
+    from metacurr.config import TaskSpec
+
+    venv.set_attr("fixed_task", TaskSpec(**_task(arch), control_steps=control_steps))
+
+
+def bench_arch(arch: str, args, subproc) -> dict:
+    from metacurr.envs.batched import BatchedRebalanceVecEnv
+
+    n, cs, dev = args.n_envs, args.control_steps, args.device
+    w_bare, w_env, w_vec, w_vec2 = (QUICK_WINDOWS if args.quick else WINDOWS)[arch]
+    torch.set_num_threads(1)
+    bare, trainer, single = Bare(arch, dev), TrainerOnly(arch, dev), SingleEnv(arch, dev, cs)
+    _retask(subproc, arch, cs)
+    sub = Vec(subproc, n, cs)
+    bvenv = BatchedRebalanceVecEnv(n_envs=n, threads=args.batched_threads, **_env_kwargs(arch, cs, dev))
+    threads = bvenv.threads
+    other_threads = 2 if threads == 1 else 1
+    bvenv2 = None if args.no_threads_check else BatchedRebalanceVecEnv(n_envs=n, threads=other_threads, **_env_kwargs(arch, cs, dev))
+    bat = Vec(bvenv, n, cs)
+    bat2 = None if bvenv2 is None else Vec(bvenv2, n, cs)
+    torch.set_num_threads(1)
+    # Warm-up (allocator, lazy init) outside the timings.
+    bare.run(1), trainer.run(1), single.run(1), sub.run(1), bat.run(1)
+    if bat2 is not None:
+        bat2.run(1)
+    r: dict[str, list[float]] = {k: [] for k in ("bare", "trainer", "env", "env_mon", "sub", "sub_cpu", "bat", "bat_cpu", "bat2", "sub_ep", "bat_ep")}
+    episode_reps = args.reps if (arch in ("mlp", "cnn") or args.full_episodes) else 0
+    if args.quick:
+        episode_reps = min(episode_reps, 2)
+    for rep in range(args.reps):
+        torch.set_num_threads(1)
+        # The single-process configurations are cheap: several short interleaved windows per rep
+        # (a, b, a', a, b, a', ...) so that load changes hit them alike.
+        for _ in range(SINGLE_PER_REP):
+            dt, units = _timed(bare.run, w_bare)
+            r["bare"].append(units / dt)
+            steps, dt, mon = single.run(w_env)
+            r["env"].append(steps * INNER_STEPS / dt)
+            r["env_mon"].append(mon / dt)
+            dt, units = _timed(trainer.run, w_bare)
+            r["trainer"].append(units / dt)
+        units = sub.run(w_vec)
+        r["sub"].append(units / sub.last)
+        r["sub_cpu"].append(units / sub.last_cpu)
+        units = bat.run(w_vec)
+        r["bat"].append(units / bat.last)
+        r["bat_cpu"].append(units / bat.last_cpu)
+        if bat2 is not None:
+            units = bat2.run(w_vec2)
+            r["bat2"].append(units / bat2.last)
+        if rep < episode_reps:
+            units = sub.run_episodes(args.episodes)
+            r["sub_ep"].append(units / sub.last)
+            units = bat.run_episodes(args.episodes)
+            r["bat_ep"].append(units / bat.last)
+        print(f"  [{arch}] rep {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
+    med = {k: (statistics.median(v) if v else None) for k, v in r.items()}
+    bvenv.close()
+    if bvenv2 is not None:
+        bvenv2.close()
+    bare_rate = med["bare"]
+    out = {
+        "n_envs": n,
+        "inner_steps_per_env_step": INNER_STEPS,
+        "control_steps_per_episode": cs,
+        "episodes_per_with_resets_window": args.episodes,
+        "bare_inner_steps_per_s": bare_rate,
+        "trainer_inner_steps_per_s": med["trainer"],
+        "env_inner_steps_per_s": med["env"],
+        "env_steps_per_s": med["env"] / INNER_STEPS,
+        "env_reset_s": statistics.median(single.resets) if single.resets else None,
+        "monitor_time_fraction": med["env_mon"],
+        "subproc_env_steps_per_s": med["sub"],
+        "batched_env_steps_per_s": med["bat"],
+        "subproc_env_steps_per_cpu_s": med["sub_cpu"],
+        "batched_env_steps_per_cpu_s": med["bat_cpu"],
+        "batched_threads": threads,
+        "batched_env_steps_per_s_other_threads": med["bat2"],
+        "batched_other_threads": None if bvenv2 is None else other_threads,
+        "subproc_env_steps_per_s_with_resets": med["sub_ep"],
+        "batched_env_steps_per_s_with_resets": med["bat_ep"],
+        "batched_monitor_time_fraction": bvenv.monitor_seconds / max(1e-9, bvenv.train_seconds + bvenv.monitor_seconds),
+        "reps": args.reps,
+        "raw": r,
+    }
+    out["ratios_to_bare"] = {
+        "trainer": med["trainer"] / bare_rate,
+        "env": med["env"] / bare_rate,
+        "subproc": med["sub"] * INNER_STEPS / bare_rate,
+        "batched": med["bat"] * INNER_STEPS / bare_rate,
+    }
+    out["env_overhead_vs_bare"] = 1 - med["env"] / bare_rate
+    out["batched_over_subproc"] = med["bat"] / med["sub"]
+    if med["sub_ep"] and med["bat_ep"]:
+        out["batched_over_subproc_with_resets"] = med["bat_ep"] / med["sub_ep"]
+    return out
+
+
+def _fmt(v, spec=".0f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(results: dict, n: int) -> str:
+    lines = [
+        f"| arch | (a) bare inner/s | (a') trainer inner/s | (b) env inner/s | env overhead | monitor frac "
+        f"| (c) subproc N={n} env-steps/s | (d) batched N={n} env-steps/s | (d)/(c) | with resets (c) / (d) / ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arch, r in results.items():
+        q = r["ratios_to_bare"]
+        wr = "-"
+        if r.get("batched_over_subproc_with_resets"):
+            wr = (f"{r['subproc_env_steps_per_s_with_resets']:.0f} / {r['batched_env_steps_per_s_with_resets']:.0f} / "
+                  f"{r['batched_over_subproc_with_resets']:.1f}x")  # fmt: skip
+        lines.append(
+            f"| {arch} | {r['bare_inner_steps_per_s']:.0f} (1.00) | {r['trainer_inner_steps_per_s']:.0f} ({q['trainer']:.2f}) "
+            f"| {r['env_inner_steps_per_s']:.0f} ({q['env']:.2f}) | {r['env_overhead_vs_bare']:+.0%} | {r['monitor_time_fraction']:.0%} "
+            f"| {r['subproc_env_steps_per_s']:.1f} ({q['subproc']:.2f}) | {r['batched_env_steps_per_s']:.1f} ({q['batched']:.2f}) "
+            f"| {r['batched_over_subproc']:.1f}x | {wr} |"
+        )
+    lines.append("")
+    lines.append("Ratios in parentheses: inner steps/s relative to (a) (vector envs: env-steps/s x inner steps per env step).")
+    lines.append(
+        "Env steps per CPU-second (all processes, load-independent): "
+        + ", ".join(f"{a}: subproc {_fmt(r['subproc_env_steps_per_cpu_s'])}, batched {_fmt(r['batched_env_steps_per_cpu_s'])}"
+                    for a, r in results.items())
+    )  # fmt: skip
+    other = [(a, r["batched_env_steps_per_s_other_threads"], r["batched_other_threads"]) for a, r in results.items()]
+    if any(v is not None for _, v, _ in other):
+        t = next(r["batched_threads"] for r in results.values())
+        lines.append(
+            f"Batched env worker threads: {t} (above) vs "
+            + ", ".join(f"{a}: {_fmt(v, '.1f')} env-steps/s with {o}" for a, v, o in other)
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short windows, 3 reps, mlp only unless --archs (under 2 minutes)")
+    ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    ap.add_argument("--archs", help=f"comma-separated subset of {','.join(ARCHS)}")
+    ap.add_argument("--n-envs", type=int, default=16)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--reps", type=int, help="repetitions per configuration (median reported; default 5, quick 3)")
+    ap.add_argument("--control-steps", type=int, default=20, help="episode length (agent training default: 20)")
+    ap.add_argument("--batched-threads", type=int, help="worker threads of the batched env (default: its own default, "
+                    "the available cores up to N/4)")
+    ap.add_argument("--no-threads-check", action="store_true", help="skip the batched env at the other thread count")
+    ap.add_argument("--episodes", type=int, help="episodes per with-resets window (default 3, quick 2)")
+    ap.add_argument("--full-episodes", action="store_true", help="also time whole episodes for gru/transformer (slow)")
+    args = ap.parse_args(argv)
+    archs = args.archs.split(",") if args.archs else (["mlp"] if args.quick else list(ARCHS))
+    bad = [a for a in archs if a not in ARCHS]
+    if bad:
+        ap.error(f"unknown arch {bad[0]!r}; valid choices: {', '.join(ARCHS)}")
+    args.reps = args.reps or (3 if args.quick else 5)
+    args.episodes = args.episodes or (1 if args.quick else 3)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    torch.set_num_threads(1)
+    started = datetime.datetime.now().astimezone()
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    print(f"spawning {args.n_envs} env subprocesses ...", file=sys.stderr, flush=True)
+    subproc = _make_subproc(archs[0], args.n_envs, args.device, args.control_steps)
+    results = {}
+    try:
+        for arch in archs:
+            print(f"benchmarking {arch} ...", file=sys.stderr, flush=True)
+            results[arch] = bench_arch(arch, args, subproc)
+    finally:
+        subproc.close()
+    machine = {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": {"bare": 1, "trainer": 1, "env": 1, "subproc_per_process": 1,
+                          "batched": "1 intra-op thread per worker thread; worker threads per arch in batched_threads"},
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "device": args.device,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_start": load0,
+        "load_average_end": os.getloadavg(),
+    }
+    report = {
+        "date": started.isoformat(timespec="seconds"),
+        "command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine,
+        "task": {**_task("*"), "control_steps": args.control_steps},
+        "wall_s": time.perf_counter() - t0,
+        **results,
+    }
+    print(f"# metacurr throughput, {started:%Y-%m-%d %H:%M %Z}; {machine['cpu_count']} CPUs ({machine['processor']}), "
+          f"torch {torch.__version__}, device {args.device}; load avg {load0[0]:.1f} -> {machine['load_average_end'][0]:.1f}")  # fmt: skip
+    print(f"# task: {FAMILY}, {N_STAGES} stages, batch {BATCH}/stage, {INNER_STEPS} inner steps per env step, "
+          f"{args.control_steps} env steps per episode; median of {args.reps} reps; wall {report['wall_s']:.0f} s")  # fmt: skip
+    print(table(results, args.n_envs))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1, default=_json_default)
+    return 0
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if dataclasses.is_dataclass(o):
+        return dataclasses.asdict(o)
+    raise TypeError(type(o).__name__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
