@@ -77,17 +77,20 @@ def _draw(spec, rng: np.random.Generator, n_stages: int):
 #: stages carry label noise and how much, how strong the distortions are, so the best weighting differs
 #: between episodes and reading the learner's state can pay. GRU / transformer and the other families
 #: stay held out for evaluation.
+#: Per-stage label noise (each stage noisy with probability 0.5, rate 0-40%) and distortion strength.
+_MNIST1D_DIFFICULTY = {
+    "label_noise": {"per_stage": [0.0, 0.4], "p": 0.5},
+    "noise_max": [0.1, 0.4],
+    "translation_max": [24, 48],
+}
+
 DISTRIBUTIONS: dict[str, TaskDistribution] = {
     "default": TaskDistribution(
         name="default",
         families={
             "mnist1d": {
                 "archs": ["mlp", "cnn"],
-                "params": {
-                    "label_noise": {"per_stage": [0.0, 0.4], "p": 0.5},
-                    "noise_max": [0.1, 0.4],
-                    "translation_max": [24, 48],
-                },
+                "params": _MNIST1D_DIFFICULTY,
             }
         },
         n_stages=(3,),
@@ -97,11 +100,7 @@ DISTRIBUTIONS: dict[str, TaskDistribution] = {
         families={
             "mnist1d": {
                 "archs": ["mlp", "cnn"],
-                "params": {
-                    "label_noise": {"per_stage": [0.0, 0.4], "p": 0.5},
-                    "noise_max": [0.1, 0.4],
-                    "translation_max": [24, 48],
-                },
+                "params": _MNIST1D_DIFFICULTY,
             },
         },
         n_stages=(2, 3, 4, 5),

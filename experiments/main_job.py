@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/main")
     p.add_argument("--agent-config", default=str(ROOT / "experiments" / "main_agent.yaml"))
     p.add_argument("--tasks", default="default", help="held-out task set to evaluate on")
-    p.add_argument("--seeds", type=int, default=6, help="evaluation seeds per task")
+    p.add_argument("--seeds", type=int, default=5, help="evaluation seeds per task")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timesteps", type=int, help="override the agent's PPO timesteps")
     p.add_argument("--control-steps", type=int, default=20)
