@@ -151,8 +151,3 @@ class InnerRun:
             "monitor_s": self.monitor_seconds,
             "monitor_time_fraction": self.monitor_seconds / max(wall, 1e-9),
         }
-
-
-def _params_finite(model: torch.nn.Module) -> bool:
-    # One reduction over all parameters; cheap next to a control step.
-    return bool(torch.stack([p.detach().float().abs().sum() for p in model.parameters()]).sum().isfinite())
