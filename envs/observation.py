@@ -59,25 +59,15 @@ class ObservationSpec:
             )
 
     def build(self, state: LearningState) -> np.ndarray:
-        """LearningState -> padded float32 observation."""
-        n = state.n_stages
-        self.check_stages(n)
-        g = np.array(
-            [np.log1p(max(state.glob[k], 0.0)) if k in LOG_FEATURES else state.glob[k] for k in GLOBAL_FEATURES]
-        )
-        per = np.zeros((self.max_stages, len(STAGE_FEATURES)))
-        for i, k in enumerate(STAGE_FEATURES):
-            v = np.asarray(state.stage[k], dtype=np.float64)
-            per[:n, i] = np.log1p(np.maximum(v, 0.0)) if k in LOG_FEATURES else v
-        mask = np.zeros(self.max_stages)
-        mask[:n] = 1.0
-        obs = np.concatenate([g, per.reshape(-1), mask])
-        return np.clip(np.nan_to_num(obs, nan=0.0), -self.clip, self.clip).astype(np.float32)
+        """LearningState -> padded float32 observation (one row of `build_batch`)."""
+        stage = np.stack([np.asarray(state.stage[k], dtype=np.float64) for k in STAGE_FEATURES], axis=1)
+        glob = np.array([state.glob[k] for k in GLOBAL_FEATURES], dtype=np.float64)
+        return self.build_batch(stage[None], glob[None])[0]
 
     def build_batch(self, stage: np.ndarray, glob: np.ndarray) -> np.ndarray:
-        """`build` for N states at once, from arrays: ``stage`` (N, n_stages, len(STAGE_FEATURES)) and
-        ``glob`` (N, len(GLOBAL_FEATURES)), both in feature order and already sanitised as
-        `LearningState` holds them. Element for element the same operations as `build`."""
+        """Observations for N states at once, from arrays: ``stage`` (N, n_stages, len(STAGE_FEATURES))
+        and ``glob`` (N, len(GLOBAL_FEATURES)), both in feature order and already sanitised as
+        `LearningState` holds them."""
         stage = np.asarray(stage, dtype=np.float64)
         glob = np.asarray(glob, dtype=np.float64)
         n_rows, n, _ = stage.shape

@@ -115,7 +115,6 @@ class LearningMonitor:
         self.x, self.y_stage, self.y_val, self.probe_size = probe_sets(curriculum, cfg, generator)
         self._y_stage = self.y_stage[None]
         self._y_val = self.y_val[None]
-        self.prev_feats: torch.Tensor | None = None
         self.prev_gram: tuple[torch.Tensor, torch.Tensor] | None = None
         self.prev: LearningState | None = None
         self.seconds = 0.0
@@ -140,7 +139,6 @@ class LearningMonitor:
             logits[None], feats[None], self._y_stage, self._y_val, self.cfg, self.prev_gram
         )
         s = self.n_stages
-        self.prev_feats = feats[: s * self.probe_size].reshape(s, self.probe_size, -1).float()
         # One device -> host transfer for everything.
         packed = packed[0].cpu().double().numpy()
         state = assemble_state(packed, s, self.prev, step, progress, weights, train_loss, total_grad_norm)
