@@ -31,6 +31,9 @@ class EnvConfig:
     """MonitorConfig fields."""
     divergence_penalty: float = 1.0
     """Reward on a diverging step."""
+    device: str = "cpu"
+    """Torch device of the inner runs (cpu, cuda, cuda:N). With ``vec_env: batched`` on a GPU the N
+    inner models train as one program on the accelerator; the PPO learner itself stays on the CPU."""
 
     def env_kwargs(self) -> dict:
         return {
@@ -42,6 +45,7 @@ class EnvConfig:
             "mapping": dict(self.mapping),
             "monitor": dict(self.monitor),
             "divergence_penalty": self.divergence_penalty,
+            "device": self.device,
         }
 
 

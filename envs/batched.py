@@ -486,7 +486,10 @@ def map_weights(mapping: WeightMapping, prev: np.ndarray, actions: np.ndarray) -
     """
     a = np.clip(np.nan_to_num(np.asarray(actions, dtype=np.float64), nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
     p = _normalize_rows(prev)
-    target = p * np.exp(mapping.eta * a)
+    if mapping.mode == "absolute":
+        target = np.exp(mapping.eta * (a - a.max(axis=1, keepdims=True)))
+    else:
+        target = p * np.exp(mapping.eta * a)
     n = prev.shape[1]
     floor = min(mapping.floor, 0.5 / n)
     target = floor + (1.0 - n * floor) * _normalize_rows(target)

@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from metacurr.config import MonitorConfig, TaskSpec, from_dict
+from metacurr.config import MonitorConfig, TaskSpec, check_device, from_dict
 from metacurr.controllers.base import normalize
 from metacurr.controllers.mapping import WeightMapping
 from metacurr.envs.observation import ObservationSpec
@@ -104,7 +104,7 @@ class RebalanceEnv(gym.Env):
         self.reward_kind = reward
         self.divergence_penalty = float(divergence_penalty)
         self.fixed_seed = bool(fixed_seed)
-        self.device = device
+        self.device = check_device(device)
         m = self.obs_spec.max_stages
         self.observation_space = spaces.Box(-self.obs_spec.clip, self.obs_spec.clip, (self.obs_spec.size,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (m,), np.float32)

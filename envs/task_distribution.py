@@ -95,6 +95,13 @@ DISTRIBUTIONS: dict[str, TaskDistribution] = {
         },
         n_stages=(3,),
     ),
+    # The default distribution's MLP half: one architecture, so the batched env (one arch per batch)
+    # trains on all of it. The design ablations (experiments/design.yaml) use it.
+    "default-mlp": TaskDistribution(
+        name="default-mlp",
+        families={"mnist1d": {"archs": ["mlp"], "params": _MNIST1D_DIFFICULTY}},
+        n_stages=(3,),
+    ),
     "mixed": TaskDistribution(
         name="mixed",
         families={

@@ -216,8 +216,33 @@ def _validate(obj: Any, where: str) -> None:
         if obj.micro_batches > obj.probe_size:
             raise ConfigError(f"{where}.micro_batches ({obj.micro_batches}) exceeds probe_size ({obj.probe_size})")
     elif isinstance(obj, RunConfig):
-        if not (obj.device == "cpu" or obj.device.startswith("cuda") or obj.device == "mps"):
-            raise ConfigError(f"unknown device {obj.device!r}; valid choices: cpu, cuda, cuda:N, mps")
+        check_device(obj.device)
+
+
+def check_device(device) -> str:
+    """Validate a torch device name and that this machine has it; one-line ConfigError otherwise.
+
+    Returns the name. ``cuda`` / ``cuda:N`` need a CUDA build of torch and that many GPUs; ``mps``
+    needs Apple's backend. Checked up front, so a run never starts and then fails inside torch.
+    """
+    import torch
+
+    name = str(device)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {name!r}; valid choices: cpu, cuda, cuda:N, mps")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {name!r} is not available on this machine (no CUDA GPU visible to torch); valid choices: cpu")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {name!r} is not available: this machine has {count} CUDA GPU(s); valid choices: cpu, cuda:0..cuda:{count - 1}")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {name!r} is not available on this machine; valid choices: cpu")
+    return name
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -4,9 +4,13 @@ The Gymnasium environment, the `PolicyController` (a saved PPO policy), `random-
 heuristic all move weights through `WeightMapping`, so a learned policy behaves identically inside and
 outside the environment and every controller obeys the same smoothing, step bound and floor.
 
-Given previous weights ``w`` and an action ``a`` in [-1, 1]^S:
+Given previous weights ``w`` and an action ``a`` in [-1, 1]^S, the action proposes a target:
 
-    target   = normalize(w * exp(eta * a))                       (multiplicative, log-space move)
+    mode "relative":  target = normalize(w * exp(eta * a))       (multiplicative move from w; moves accumulate)
+    mode "absolute":  target = softmax(eta * a)                  (the action names the mix; a = 0 is uniform)
+
+and every mode then moves toward it the same way:
+
     floored  = f + (1 - S f) * target                             (no stage is ever forgotten)
     delta    = beta * (floored - w)                               (temporal smoothing, the paper's feedback control)
     w'       = w + delta * min(1, max_step / max_s |delta_s|)     (no abrupt jumps; stays on the simplex)
@@ -22,6 +26,9 @@ import numpy as np
 from metacurr.controllers.base import normalize
 from metacurr.errors import ConfigError
 
+#: How an action proposes target weights (see the module docstring).
+MODES = ("relative", "absolute")
+
 
 @dataclass(frozen=True)
 class WeightMapping:
@@ -32,12 +39,17 @@ class WeightMapping:
         smoothing: EMA factor beta in (0, 1]; 1 = no smoothing.
         max_step: largest change of any stage weight per control step.
         floor: smallest stage weight (capped at half of uniform so it is always feasible).
+        mode: ``"relative"`` (the action is a log-space move from the current weights; a constant
+            action keeps pushing) or ``"absolute"`` (the action names the target mix, ``softmax(eta a)``;
+            a zero action means uniform, and the most extreme mix is bounded by ``eta``). Why both
+            exist, and what each does to a learned policy: ``experiments/design.yaml``.
     """
 
     eta: float = 1.0
     smoothing: float = 0.5
     max_step: float = 0.15
     floor: float = 0.02
+    mode: str = "relative"
 
     def __new__(cls, *args, **kwargs):
         # Configs build mappings with WeightMapping(**mapping_dict) (env.mapping, bundle manifests): an
@@ -49,7 +61,11 @@ class WeightMapping:
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown weight mapping mode {self.mode!r}; valid choices: {', '.join(MODES)}")
         for f in fields(self):
+            if f.name == "mode":
+                continue
             v = getattr(self, f.name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
                 raise ConfigError(f"weight mapping {f.name} must be a finite number, got {v!r}")
@@ -78,7 +94,13 @@ class WeightMapping:
     def apply(self, prev: np.ndarray, action: np.ndarray) -> np.ndarray:
         """Map an action in [-1, 1]^S to new weights; NaN -> 0 and +-inf -> +-1 (clipped)."""
         a = sanitize_action(action, len(prev))
-        return self.smooth(prev, normalize(prev) * np.exp(self.eta * a))
+        return self.smooth(prev, self.target(prev, a))
+
+    def target(self, prev: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """The (unnormalised) target proposed by a sanitised action ``a`` from weights ``prev``."""
+        if self.mode == "absolute":
+            return np.exp(self.eta * (a - a.max()))
+        return normalize(prev) * np.exp(self.eta * a)
 
     def to_dict(self) -> dict:
         return asdict(self)

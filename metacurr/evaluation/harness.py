@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metacurr.config import MonitorConfig, RunConfig, from_dict, to_dict
+from metacurr.config import MonitorConfig, RunConfig, check_device, from_dict, to_dict
 from metacurr.errors import ConfigError
 from metacurr.evaluation.seeds import check_eval_seeds, search_seeds
 from metacurr.evaluation.specs import ControllerSpec, validate_specs
@@ -138,6 +138,7 @@ def make_plan(
     Raises:
         ConfigError: anything invalid, as one line naming the valid choices.
     """
+    check_device(device)
     from metacurr.controllers.best_static import BestStatic
     from metacurr.evaluation.task_sets import check_task
 

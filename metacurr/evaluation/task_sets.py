@@ -70,6 +70,15 @@ TASK_SETS: dict[str, dict] = {
             _task("mnist1d", "mlp", 4, name="mnist1d:mlp/s4-clean-shear", noise_max=0.05, shear_max=1.5, scale_max=0.8),
         ],
     },
+    "validation": {
+        "description": "inside the training distribution (NOT held out), for choosing a design: the noisy stage moves",
+        "tasks": [
+            _task("mnist1d", "mlp", name="mnist1d:mlp/clean", noise_max=0.25, translation_max=36, label_noise=[0.0, 0.0, 0.0]),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/noisy-first", noise_max=0.25, translation_max=36, label_noise=[0.35, 0.0, 0.0]),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/noisy-mid", noise_max=0.25, translation_max=36, label_noise=[0.0, 0.35, 0.0]),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/noisy-last", noise_max=0.25, translation_max=36, label_noise=[0.0, 0.0, 0.35]),
+        ],
+    },
     "in-distribution": {
         "description": "tasks inside the agents' training distribution (NOT held out)",
         "tasks": [

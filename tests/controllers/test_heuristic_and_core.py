@@ -90,7 +90,7 @@ def test_core_controllers_return_simplex_weights_for_any_finite_state(n, data):
 @settings(max_examples=80, deadline=None)
 @given(n=st.integers(1, 8), data=st.data())
 def test_mapping_sanitises_any_float_action(n, data):
-    m = WeightMapping()
+    m = WeightMapping(mode=data.draw(st.sampled_from(["relative", "absolute"])))
     prev = np.full(n, 1.0 / n)
     a = np.array(data.draw(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=n, max_size=n)))
     w = m.apply(prev, a)
@@ -103,3 +103,23 @@ def test_mapping_rejects_short_action_and_bad_params():
         WeightMapping().apply(np.full(3, 1 / 3), np.zeros(2))
     with pytest.raises(ConfigError, match="invalid weight mapping"):
         WeightMapping(smoothing=0.0)
+
+
+def test_mapping_modes_relative_accumulates_absolute_names_the_mix():
+    rel, ab = WeightMapping(), WeightMapping(mode="absolute")
+    push = np.array([1.0, 0.0, 0.0])
+    w_rel = w_abs = np.full(3, 1 / 3)
+    for _ in range(60):  # a constant action keeps pushing in relative mode, holds a fixed mix in absolute mode
+        w_rel, w_abs = rel.apply(w_rel, push), ab.apply(w_abs, push)
+    assert w_rel[0] > 0.9 and np.all(w_rel[1:] < 0.035)  # driven toward the floor
+    floor = rel.floor
+    target = np.exp(push) / np.exp(push).sum()
+    np.testing.assert_allclose(w_abs, floor + (1 - 3 * floor) * target, atol=1e-6)
+    # A zero action leads back to uniform in absolute mode, and leaves the weights alone in relative mode.
+    for _ in range(60):
+        w_abs = ab.apply(w_abs, np.zeros(3))
+    np.testing.assert_allclose(w_abs, np.full(3, 1 / 3), atol=1e-6)
+    mid = np.array([0.5, 0.3, 0.2])
+    np.testing.assert_allclose(WeightMapping(floor=0.0).apply(mid, np.zeros(3)), mid, atol=1e-12)
+    with pytest.raises(ConfigError, match="unknown weight mapping mode 'both'; valid choices: relative, absolute"):
+        WeightMapping(mode="both")

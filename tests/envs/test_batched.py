@@ -184,7 +184,8 @@ def test_mixed_distribution_forces_first_key():
 
 def test_map_weights_and_build_batch_are_exact():
     rng = np.random.default_rng(0)
-    for m in (WeightMapping(), WeightMapping(eta=2.0, smoothing=1.0, max_step=0.05, floor=0.0)):
+    for m in (WeightMapping(), WeightMapping(eta=2.0, smoothing=1.0, max_step=0.05, floor=0.0),
+              WeightMapping(mode="absolute"), WeightMapping(eta=3.0, smoothing=1.0, max_step=1.0, mode="absolute")):
         for s in (2, 3, 5):
             prev = rng.dirichlet(np.ones(s), size=50)
             a = rng.uniform(-1.5, 1.5, (50, s))

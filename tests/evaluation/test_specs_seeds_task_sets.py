@@ -58,6 +58,8 @@ def test_heldout_sets_exclude_the_agents_training_distributions():
                 assert not _inside(t, d), (name, t["name"], d.name)
     # the in-distribution set really is inside (so the check above can fail)
     assert all(any(_inside(t, d) for d in dists.values()) for t in get_task_set(IN_DISTRIBUTION))
+    # the validation set (design choices are made on it) lies inside the distribution agents train on
+    assert all(_inside(t, dists["default-mlp"]) and _inside(t, dists["default"]) for t in get_task_set("validation"))
     from metacurr.envs.task_distribution import check_disjoint
 
     for d in dists.values():
