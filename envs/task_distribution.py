@@ -77,9 +77,15 @@ def _draw(spec, rng: np.random.Generator, n_stages: int):
 #: stages carry label noise and how much, how strong the distortions are, so the best weighting differs
 #: between episodes and reading the learner's state can pay. GRU / transformer and the other families
 #: stay held out for evaluation.
-#: Per-stage label noise (each stage noisy with probability 0.5, rate 0-40%) and distortion strength.
+#: Per-stage label noise (each stage noisy with probability 0.5, rate 0-70%), of either kind: uniform
+#: flips (harmless-ish: the clean class stays the most frequent label, so down-weighting the stage
+#: mostly throws data away) or systematic flips (y -> y+1: above ~50% the stage teaches a wrong
+#: mapping and should lose weight). Which stages, how much and which kind are drawn per episode, so the
+#: right weighting differs between episodes and only the learner's state tells them apart.
+#: Distortion strength is randomised too.
 _MNIST1D_DIFFICULTY = {
-    "label_noise": {"per_stage": [0.0, 0.4], "p": 0.5},
+    "label_noise": {"per_stage": [0.0, 0.7], "p": 0.5},
+    "noise_kind": {"choice": ["uniform", "systematic"]},
     "noise_max": [0.1, 0.4],
     "translation_max": [24, 48],
 }

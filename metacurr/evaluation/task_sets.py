@@ -32,10 +32,11 @@ def _task(family: str, arch: str, n_stages: int = 3, name: str | None = None, **
 #: name -> {"description": str, "tasks": [task dict, ...]}
 TASK_SETS: dict[str, dict] = {
     "default": {
-        "description": "one task per held-out axis: family, architecture, difficulty",
+        "description": "one task per held-out axis (family, architecture, difficulty), with harmless and harmful label noise",
         "tasks": [
             _task("digits", "mlp", name="digits:mlp"),
-            _task("mnist1d", "gru", name="mnist1d:gru"),
+            _task("digits", "mlp", name="digits:mlp/sys-mid", label_noise=[0.0, 0.7, 0.0], noise_kind="systematic"),
+            _task("mnist1d", "gru", name="mnist1d:gru/sys-first", label_noise=[0.7, 0.0, 0.0], noise_kind="systematic"),
             _task("mnist1d", "mlp", name="mnist1d:mlp/hard", noise_max=0.6, translation_max=60, label_noise=[0.0, 0.0, 0.5]),
         ],
     },
@@ -77,6 +78,23 @@ TASK_SETS: dict[str, dict] = {
             _task("mnist1d", "mlp", name="mnist1d:mlp/noisy-first", noise_max=0.25, translation_max=36, label_noise=[0.35, 0.0, 0.0]),
             _task("mnist1d", "mlp", name="mnist1d:mlp/noisy-mid", noise_max=0.25, translation_max=36, label_noise=[0.0, 0.35, 0.0]),
             _task("mnist1d", "mlp", name="mnist1d:mlp/noisy-last", noise_max=0.25, translation_max=36, label_noise=[0.0, 0.0, 0.35]),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/sys-first", noise_max=0.25, translation_max=36, label_noise=[0.6, 0.0, 0.0],
+                  noise_kind="systematic"),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/sys-mid", noise_max=0.25, translation_max=36, label_noise=[0.0, 0.6, 0.0],
+                  noise_kind="systematic"),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/sys-last", noise_max=0.25, translation_max=36, label_noise=[0.0, 0.0, 0.6],
+                  noise_kind="systematic"),
+        ],
+    },
+    "heldout-systematic": {
+        "description": "systematic (y -> y+1) label noise on one stage, under each held-out axis",
+        "tasks": [
+            _task("digits", "mlp", name="digits:mlp/sys-mid", label_noise=[0.0, 0.7, 0.0], noise_kind="systematic"),
+            _task("digits", "cnn", name="digits:cnn/sys-last", label_noise=[0.0, 0.0, 0.7], noise_kind="systematic"),
+            _task("mnist1d", "gru", name="mnist1d:gru/sys-first", label_noise=[0.7, 0.0, 0.0], noise_kind="systematic"),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/sys-hard", noise_max=0.6, translation_max=60,
+                  label_noise=[0.0, 0.0, 0.8], noise_kind="systematic"),
+            _task("mnist1d", "mlp", 4, name="mnist1d:mlp/s4-sys", label_noise=[0.0, 0.8, 0.0, 0.0], noise_kind="systematic"),
         ],
     },
     "in-distribution": {
@@ -88,7 +106,7 @@ TASK_SETS: dict[str, dict] = {
     },
 }
 
-HELDOUT_SETS = ("default", "quick", "heldout-family", "heldout-arch", "heldout-difficulty")
+HELDOUT_SETS = ("default", "quick", "heldout-family", "heldout-arch", "heldout-difficulty", "heldout-systematic")
 IN_DISTRIBUTION = "in-distribution"
 TASK_KEYS = ("name", "family", "arch", "n_stages", "params")
 

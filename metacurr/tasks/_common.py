@@ -154,16 +154,27 @@ def balanced_labels(n: int, n_classes: int, rng: np.random.Generator) -> np.ndar
     return rng.permutation(np.arange(n) % n_classes).astype(np.int64)
 
 
+#: How a flipped label is chosen: ``uniform`` = a uniformly drawn different class (the clean class
+#: stays the most frequent label up to very high rates, so such a stage still mostly teaches the
+#: right answer); ``systematic`` = always the next class, ``(y + 1) mod C`` (a consistently confused
+#: annotator: above ~50% the stage teaches a wrong mapping, and down-weighting it pays).
+NOISE_KINDS = ("uniform", "systematic")
+
+
 def flip_labels(
-    y: np.ndarray, rates: np.ndarray, n_classes: int, rng: np.random.Generator
+    y: np.ndarray, rates: np.ndarray, n_classes: int, rng: np.random.Generator, kind: str = "uniform"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flip each label with its own probability to a uniformly drawn *different* class.
+    """Flip each label with its own probability to a different class (``kind``: see `NOISE_KINDS`).
+
+    Both kinds consume the generator identically, so a task's other draws do not depend on the kind.
 
     Returns:
         (noisy labels, boolean mask of the flipped examples).
     """
     flip = rng.random(len(y)) < rates
     offset = rng.integers(1, n_classes, size=len(y))
+    if kind == "systematic":
+        offset = np.ones_like(offset)
     noisy = np.where(flip, (y + offset) % n_classes, y).astype(np.int64)
     return noisy, flip
 
@@ -210,7 +221,14 @@ def check_common(params: Mapping[str, object], n_stages: int) -> dict:
         "n_shift": check_int("n_shift", params["n_shift"], 20, 100_000),
         "overlap": check_float("overlap", params["overlap"], 0.0, 0.5),
         "label_noise": stage_label_noise(params["label_noise"], n_stages),
+        "noise_kind": check_noise_kind(params.get("noise_kind", "uniform")),
     }
+
+
+def check_noise_kind(value: object) -> str:
+    if value not in NOISE_KINDS:
+        raise ConfigError(f"unknown noise_kind {value!r}; valid choices: {', '.join(NOISE_KINDS)}")
+    return str(value)
 
 
 @dataclass
@@ -237,6 +255,7 @@ def noisy_stages(
     rates: Sequence[float],
     n_classes: int,
     seed: int,
+    kind: str = "uniform",
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
     """Apply per-level label noise to the training stages.
 
@@ -247,7 +266,7 @@ def noisy_stages(
     rates_arr = np.asarray(rates, dtype=np.float64)
     pairs, flips = [], []
     for x, y, lv in zip(xs, ys, levels, strict=True):
-        noisy, flip = flip_labels(y, rates_arr[lv], n_classes, rng)
+        noisy, flip = flip_labels(y, rates_arr[lv], n_classes, rng, kind)
         pairs.append((x, noisy))
         flips.append(flip)
     return pairs, flips

@@ -22,7 +22,7 @@ already drops a clean-trained MLP from ~0.97 to ~0.32 accuracy on 8x8 images, wh
 room to compare curricula; the 3x3 occluder alone takes it to ~0.6-0.7.
 
 Parameters (``DEFAULTS``): ``n_per_stage`` 700, ``n_val`` 800, ``n_test`` 250, ``n_shift`` 800,
-``overlap`` 0.15 (in [0, 0.5]), ``label_noise`` 0.2 (rate at the hardest stage, linear from 0, or
+``overlap`` 0.15 (in [0, 0.5]), ``noise_kind`` uniform | systematic (how a flipped label is chosen, `_common.NOISE_KINDS`), ``label_noise`` 0.2 (rate at the hardest stage, linear from 0, or
 a list of per-stage rates in [0, 1)), ``noise_max`` 0.5 (in [0, 2]), ``holdout_fraction`` 0.4 (in
 [0.1, 0.6]), ``occlusion`` 3 (block side in pixels, in [0, 6]), ``shift_translation`` 0 (pixels, in
 [0, 2]; ``occlusion`` and ``shift_translation`` must not both be 0).
@@ -61,6 +61,7 @@ DEFAULTS: dict[str, object] = {
     "n_shift": 800,
     "overlap": 0.15,
     "label_noise": 0.2,
+    "noise_kind": "uniform",
     "noise_max": 0.5,
     "holdout_fraction": 0.4,
     "occlusion": 3,
@@ -163,7 +164,7 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
         xs.append(_noisy(images[idx], sigma[lv], x_rng))
         ys.append(target[idx].copy())
         levels.append(lv)
-    stages, flipped = noisy_stages(xs, ys, levels, p["label_noise"], N_CLASSES, seed)
+    stages, flipped = noisy_stages(xs, ys, levels, p["label_noise"], N_CLASSES, seed, p["noise_kind"])
 
     val_lv = mixed_levels(p["n_val"], n_stages, lv_rng)
     vi = _draw(held_pool, p["n_val"], idx_rng)

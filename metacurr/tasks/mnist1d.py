@@ -26,7 +26,7 @@ setting; ``shift`` = noise, shear and scale ``shift_factor`` times those of the 
 translation up to ``min(72, shift_factor * translation_max)``, i.e. outside every training stage.
 
 Parameters (``DEFAULTS``): ``n_per_stage`` 700, ``n_val`` 800, ``n_test`` 250, ``n_shift`` 800,
-``overlap`` 0.15 (in [0, 0.5]), ``label_noise`` 0.0 (rate at the hardest stage, linear from 0, or a
+``overlap`` 0.15 (in [0, 0.5]), ``noise_kind`` uniform | systematic (how a flipped label is chosen, `_common.NOISE_KINDS`), ``label_noise`` 0.0 (rate at the hardest stage, linear from 0, or a
 list of per-stage rates in [0, 1)), ``noise_max`` 0.25 (in [0, 2]), ``translation_max`` 48 (in
 [1, 72]), ``shear_max`` 0.75 (in [0, 5]), ``scale_max`` 0.4 (in [0, 1.5]), ``shift_factor`` 1.5
 (in (1, 5]).
@@ -66,6 +66,7 @@ DEFAULTS: dict[str, object] = {
     "n_shift": 800,
     "overlap": 0.15,
     "label_noise": 0.0,
+    "noise_kind": "uniform",
     "noise_max": 0.25,
     "translation_max": 48,
     "shear_max": 0.75,
@@ -229,7 +230,7 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
         xs.append(_generate(y, _settings_for(lv, table), x_rng))
         ys.append(y)
         levels.append(lv)
-    stages, flipped = noisy_stages(xs, ys, levels, p["label_noise"], N_CLASSES, seed)
+    stages, flipped = noisy_stages(xs, ys, levels, p["label_noise"], N_CLASSES, seed, p["noise_kind"])
 
     val_lv = mixed_levels(p["n_val"], n_stages, lv_rng)
     val_y = balanced_labels(p["n_val"], N_CLASSES, y_rng)

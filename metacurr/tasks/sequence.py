@@ -17,7 +17,7 @@ range), clean labels; ``stage_tests`` = clean sets at each stage's own range; ``
 in ``shift_len``, longer than any training sequence.
 
 Parameters (``DEFAULTS``): ``n_per_stage`` 700, ``n_val`` 800, ``n_test`` 250, ``n_shift`` 800,
-``overlap`` 0.15 (in [0, 0.5]), ``label_noise`` 0.0 (rate at the hardest stage, linear from 0, or a
+``overlap`` 0.15 (in [0, 0.5]), ``noise_kind`` uniform | systematic (how a flipped label is chosen, `_common.NOISE_KINDS`), ``label_noise`` 0.0 (rate at the hardest stage, linear from 0, or a
 list of per-stage rates in [0, 1)), ``n_symbols`` 4 (in [2, 16]; also the number of classes),
 ``easy_len`` [3, 6], ``hard_len`` [14, 20], ``shift_len`` [24, 30], ``max_len`` 32 (in [2, 256];
 all lengths must fit, ``easy_len`` must not exceed ``hard_len`` and ``shift_len`` must start above
@@ -55,6 +55,7 @@ DEFAULTS: dict[str, object] = {
     "n_shift": 800,
     "overlap": 0.15,
     "label_noise": 0.0,
+    "noise_kind": "uniform",
     "n_symbols": 4,
     "easy_len": [3, 6],
     "hard_len": [14, 20],
@@ -127,7 +128,7 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
         xs.append(x)
         ys.append(y)
         levels.append(lv)
-    stages, flipped = noisy_stages(xs, ys, levels, p["label_noise"], k, seed)
+    stages, flipped = noisy_stages(xs, ys, levels, p["label_noise"], k, seed, p["noise_kind"])
 
     val = render(_lengths(mixed_levels(p["n_val"], n_stages, lv_rng), lo, hi, len_rng), k, t, x_rng)
     tests = [render(_lengths(np.full(p["n_test"], s), lo, hi, len_rng), k, t, x_rng) for s in range(n_stages)]

@@ -219,6 +219,27 @@ def test_label_noise_only_in_training_stages(family):
     assert noisy.meta["levels"]["label_noise"] == [0.0, 0.1, 0.4]
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_systematic_label_noise_flips_to_the_next_class(family):
+    mod = MODULES[family]
+    params = {"n_per_stage": 1500, "overlap": 0.0, "label_noise": [0.0, 0.6, 0.0]}
+    uni = mod.build(3, 0, **params)
+    sys_ = mod.build(3, 0, **params, noise_kind="systematic")
+    cur, draft = mod._build(3, 0, {**params, "noise_kind": "systematic"})
+    n_classes = int(max(int(y.max()) for _, y in cur.stages)) + 1
+    for (xa, ya), (xb, yb), clean, f in zip(uni.stages, sys_.stages, draft.clean, draft.flipped, strict=True):
+        assert torch.equal(xa, xb)  # the kind changes which wrong class, nothing else
+        assert np.array_equal((ya != yb).numpy(), f & ((ya.numpy() - clean) % n_classes != 1))
+        assert np.array_equal(yb.numpy()[f], (clean[f] + 1) % n_classes)
+    assert float(draft.flipped[1].mean()) == pytest.approx(0.6, abs=0.04)
+    # 60% systematic flips make the wrong class the majority label of the stage; uniform flips do not.
+    y1, c1 = sys_.stages[1][1].numpy(), draft.clean[1]
+    assert np.mean(y1 == (c1 + 1) % n_classes) > 0.5
+    assert np.mean(uni.stages[1][1].numpy() == c1) > np.mean(uni.stages[1][1].numpy() == (c1 + 1) % n_classes)
+    with pytest.raises(ConfigError, match="unknown noise_kind 'sometimes'; valid choices: uniform, systematic"):
+        mod.build(3, 0, noise_kind="sometimes")
+
+
 def test_digits_default_label_noise_and_clean_eval_labels():
     cur, draft = digits_mod._build(3, 0, {"n_per_stage": 2000, "overlap": 0.0, "noise_max": 0.0})
     flip = [float(f.mean()) for f in draft.flipped]
