@@ -293,6 +293,8 @@ def bench_arch(arch: str, args, subproc) -> dict:
             r["bat_ep"].append(units / bat.last)
         print(f"  [{arch}] rep {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
     med = {k: (statistics.median(v) if v else None) for k, v in r.items()}
+    one = bat if threads == 1 else bat2
+    mm_frac = None if one is None else _matmul_fraction(one, w_vec2)
     bvenv.close()
     if bvenv2 is not None:
         bvenv2.close()
@@ -318,6 +320,9 @@ def bench_arch(arch: str, args, subproc) -> dict:
         "subproc_env_steps_per_s_with_resets": med["sub_ep"],
         "batched_env_steps_per_s_with_resets": med["bat_ep"],
         "batched_monitor_time_fraction": bvenv.monitor_seconds / max(1e-9, bvenv.train_seconds + bvenv.monitor_seconds),
+        # Share of the 1-thread batched env's CPU time inside matrix-multiply kernels (torch profiler):
+        # what is left to remove is at most 1 - this; dividing by it bounds the batched rate.
+        "batched_matmul_time_fraction": mm_frac,
         "reps": args.reps,
         "raw": r,
     }
@@ -328,10 +333,29 @@ def bench_arch(arch: str, args, subproc) -> dict:
         "batched": med["bat"] * INNER_STEPS / bare_rate,
     }
     out["env_overhead_vs_bare"] = 1 - med["env"] / bare_rate
+    if mm_frac:
+        # Upper bound of the batched env if everything but its matmuls were free (same thread count).
+        out["batched_matmul_bound_env_steps_per_s"] = med["bat"] / mm_frac
+        out["batched_matmul_bound_over_subproc"] = med["bat"] / mm_frac / med["sub"]
     out["batched_over_subproc"] = med["bat"] / med["sub"]
     if med["sub_ep"] and med["bat_ep"]:
         out["batched_over_subproc_with_resets"] = med["bat_ep"] / med["sub_ep"]
     return out
+
+
+MATMUL_OPS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
+
+
+def _matmul_fraction(vec: Vec, steps: int) -> float:
+    """Fraction of self CPU time spent in matmul / convolution kernels over ``steps`` env steps (1 thread)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        vec.run(steps)
+    ev = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in ev)
+    mm = sum(e.self_cpu_time_total for e in ev if e.key in MATMUL_OPS or "conv" in e.key.lower())
+    return mm / total if total > 0 else None
 
 
 def _fmt(v, spec=".0f") -> str:
@@ -363,6 +387,13 @@ def table(results: dict, n: int) -> str:
         + ", ".join(f"{a}: subproc {_fmt(r['subproc_env_steps_per_cpu_s'])}, batched {_fmt(r['batched_env_steps_per_cpu_s'])}"
                     for a, r in results.items())
     )  # fmt: skip
+    bound = [(a, r) for a, r in results.items() if r.get("batched_matmul_bound_env_steps_per_s")]
+    if bound:
+        lines.append(
+            "Batched env time in matmul/conv kernels (1 thread, profiler) and the rate if all else were free: "
+            + ", ".join(f"{a}: {r['batched_matmul_time_fraction']:.0%} -> {r['batched_matmul_bound_env_steps_per_s']:.0f} env-steps/s "
+                        f"= {r['batched_matmul_bound_over_subproc']:.1f}x subproc" for a, r in bound)
+        )  # fmt: skip
     other = [(a, r["batched_env_steps_per_s_other_threads"], r["batched_other_threads"]) for a, r in results.items()]
     if any(v is not None for _, v, _ in other):
         t = next(r["batched_threads"] for r in results.values())
@@ -373,8 +404,36 @@ def table(results: dict, n: int) -> str:
     return "\n".join(lines)
 
 
+def readme_table(report: dict) -> str:
+    """The README's Performance table, from a saved JSON report (``--markdown FILE``)."""
+    m = report["machine"]
+    archs = [a for a in ARCHS if a in report]
+    n = report[archs[0]]["n_envs"]
+    lines = [
+        f"Measured {report['date'][:16].replace('T', ' ')} by `{report['command']}`: {m['cpu_count']} CPU cores, "
+        f"torch {m['torch']}, device {m['device']}; load average {m['load_average_start'][0]:.1f} at the start, "
+        f"{m['load_average_end'][0]:.1f} at the end; median of {report[archs[0]]['reps']} repeats; all configurations side by side.",
+        "",
+        f"| arch | (a) bare loop inner steps/s | (b) env inner steps/s (ratio to a) | env overhead | monitor time fraction "
+        f"| (c) SubprocVecEnv N={n} env steps/s | (d) batched N={n} env steps/s | batched / subproc | batched time in matmuls | bound if only matmuls cost |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for a in archs:
+        r = report[a]
+        mm = r.get("batched_matmul_time_fraction")
+        bound = r.get("batched_matmul_bound_over_subproc")
+        lines.append(
+            f"| {a} | {r['bare_inner_steps_per_s']:.0f} | {r['env_inner_steps_per_s']:.0f} ({r['ratios_to_bare']['env']:.2f}) "
+            f"| {r['env_overhead_vs_bare']:.0%} | {r['monitor_time_fraction']:.0%} | {r['subproc_env_steps_per_s']:.1f} "
+            f"| {r['batched_env_steps_per_s']:.1f} | {r['batched_over_subproc']:.2f}x | {_fmt(mm, '.0%') if mm else '-'} "
+            f"| {f'{bound:.1f}x subproc' if bound else '-'} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--markdown", metavar="FILE", help="print the README table of a saved --json report and exit")
     ap.add_argument("--quick", action="store_true", help="short windows, 3 reps, mlp only unless --archs (under 2 minutes)")
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     ap.add_argument("--archs", help=f"comma-separated subset of {','.join(ARCHS)}")
@@ -388,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, help="episodes per with-resets window (default 3, quick 2)")
     ap.add_argument("--full-episodes", action="store_true", help="also time whole episodes for gru/transformer (slow)")
     args = ap.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(readme_table(json.load(f)))
+        return 0
     archs = args.archs.split(",") if args.archs else (["mlp"] if args.quick else list(ARCHS))
     bad = [a for a in archs if a not in ARCHS]
     if bad:

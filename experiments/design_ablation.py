@@ -21,16 +21,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _num(x, fmt: str) -> str:
-    return "n/a" if x is None else format(x, fmt)
-
-
-def _fmt(d: dict | None) -> str:
-    if not d:
-        return "-"
-    return f"{_num(d['mean'], '+.3f')} [{_num(d['low'], '+.3f')}, {_num(d['high'], '+.3f')}]"
-
-
 def open_loop_gaps(results_csv: Path, agents: dict[str, str], metric: str = "final_val_acc") -> dict:
     """Per agent: paired difference closed-loop minus open-loop (same task and seed), bootstrap CI."""
     import pandas as pd
@@ -48,20 +38,15 @@ def open_loop_gaps(results_csv: Path, agents: dict[str, str], metric: str = "fin
 
 
 def summary(stats: dict, agents: dict[str, str], baselines: list[str], gaps: dict) -> str:
-    """Markdown table: per variant the IQM and the paired differences that decide a design."""
-    agg, paired, poi = stats["aggregate"], stats["paired"], stats["poi"]
-    refs = [b for b in ("uniform", "best-static", "heuristic") if b in baselines]
-    head = ["variant", "IQM [95% CI]"] + [f"vs {r}" for r in refs] + ["P(> uniform)", "closed - open-loop"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, label in [(b, b) for b in baselines] + list(agents.items()):
-        a = agg[label]
-        row = [name, f"{_num(a['iqm'], '.3f')} [{_num(a['iqm_low'], '.3f')}, {_num(a['iqm_high'], '.3f')}]"]
-        row += ["-" if label == r else _fmt(paired.get(r, {}).get(label)) for r in refs]
-        p = poi.get("uniform", {}).get(label)
-        row.append("-" if p is None or label == "uniform" else f"{_num(p['p'], '.2f')} [{_num(p['low'], '.2f')}, {_num(p['high'], '.2f')}]")
-        row.append(_fmt(gaps.get(label)))
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+    """Markdown: every variant and baseline against the references, plus each agent's closed-minus-open-loop gap."""
+    from metacurr.evaluation.report import _ci, comparison_table
+
+    rows = [(b, b) for b in baselines] + list(agents.items())
+    table = comparison_table(stats, rows, first="variant")
+    gap_rows = [f"| {n} | {_ci(g['mean'], g['low'], g['high'], signed=True) if g else 'n/a'} |"
+                for n, g in ((n, gaps.get(lbl)) for n, lbl in agents.items())]
+    return (table + "\n\nClosed-loop minus open-loop (indicators frozen; > 0: the policy uses what it observes):\n\n"
+            "| variant | paired diff of final val acc [95% CI] |\n|---|---|\n" + "\n".join(gap_rows))
 
 
 def main(argv: list[str] | None = None) -> int:

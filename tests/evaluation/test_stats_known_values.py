@@ -83,3 +83,22 @@ def test_compute_statistics_and_verdict_words():
     assert d["low"] < 0 < d["high"]
     assert "does not beat `heuristic` (CI includes 0)" in compare_sentence("policy:x", "heuristic", d, None)
     assert "Caution" in "\n".join(verdict(same, [], min_seeds=2))
+
+
+def test_best_literature_baseline_becomes_a_reference():
+    from metacurr.evaluation.report import statistics
+
+    df = _frame(shift_b=0.1)
+    lit = []
+    for c, delta in (("dwa", -0.05), ("bandit", 0.05)):  # bandit is the better literature baseline
+        d = df[df.controller == "uniform"].copy()
+        d["controller"], d["final_val_acc"] = c, d["final_val_acc"] + delta
+        lit.append(d)
+    stats = statistics(pd.concat([df, *lit], ignore_index=True))
+    assert stats["best_literature"] == "bandit" and stats["references"][-1] == "bandit"
+    d = stats["paired"]["bandit"]["policy:x"]
+    assert d["mean"] == pytest.approx(0.05, abs=0.02) and d["low"] > 0  # paired: the seed effects cancel
+    assert "`policy:x` beats `bandit`" in "\n".join(verdict(stats, ["policy:x"]))
+    none = statistics(df)
+    assert none["best_literature"] is None
+    assert "a literature baseline: not evaluated" in "\n".join(verdict(none, ["policy:x"]))
