@@ -31,6 +31,8 @@ class EnvConfig:
     """MonitorConfig fields."""
     divergence_penalty: float = 1.0
     """Reward on a diverging step."""
+    hide_features: list = field(default_factory=list)
+    """Indicators the policy never sees (reported as 0; feature ablations such as ``[grad_align]``)."""
     device: str = "cpu"
     """Torch device of the inner runs (cpu, cuda, cuda:N). With ``vec_env: batched`` on a GPU the N
     inner models train as one program on the accelerator; the PPO learner itself stays on the CPU."""
@@ -46,6 +48,7 @@ class EnvConfig:
             "monitor": dict(self.monitor),
             "divergence_penalty": self.divergence_penalty,
             "device": self.device,
+            "hide_features": list(self.hide_features),
         }
 
 
@@ -155,7 +158,7 @@ def _deep_checks(cfg: AgentConfig) -> None:
     from metacurr.errors import ConfigError
 
     try:  # env.max_stages: 0 would otherwise silently mean "the distribution's largest stage count"
-        ObservationSpec(max_stages=cfg.env.max_stages)
+        ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features))
     except ConfigError as e:
         raise ConfigError(f"config.env.{e}") from None
     pk = ppo_kwargs(cfg).get("policy_kwargs") or {}

@@ -119,7 +119,7 @@ def load_bundle_controller(path: str | Path, name: str | None = None) -> PolicyC
     try:
         obs = man.get("observation", {})
         spec = ObservationSpec(max_stages=int(obs.get("max_stages", 0)), clip=float(obs.get("clip", 1e4)),
-                               version=int(obs.get("version", 0)))
+                               version=int(obs.get("version", 0)), hidden=tuple(obs.get("hidden") or ()))
     except ConfigError:
         raise
     except (AttributeError, TypeError, ValueError) as e:

@@ -117,7 +117,7 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
 
     return PolicyController(
         copy.deepcopy(model.policy).cpu(),
-        ObservationSpec(max_stages=cfg.env.max_stages),
+        ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features)),
         WeightMapping(**cfg.env.mapping),
         venv.obs_rms.mean.copy(),
         venv.obs_rms.var.copy(),
@@ -138,7 +138,7 @@ def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | N
         raise ConfigError("policy_kwargs.activation_fn must be a name (tanh, relu)")
     tmp_zip = out / ".model_for_bundle.zip"
     model.save(tmp_zip)
-    obs_spec = ObservationSpec(max_stages=cfg.env.max_stages)
+    obs_spec = ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features))
     manifest = {
         "observation": obs_spec.to_dict(),
         "mapping": WeightMapping(**cfg.env.mapping).to_dict(),

@@ -396,7 +396,7 @@ class _Group:
 
     @torch.inference_mode()
     def measure(self, runs: list[int] | None = None) -> np.ndarray:
-        """Probe indicators of local ``runs`` (None: all), (R, 8*S + 2) float64; updates drift snapshots."""
+        """Probe indicators of local ``runs`` (None: all), (R, K*S + 2) float64; updates drift snapshots."""
         t0 = time.perf_counter()
         s, dev = self.spec0.n_stages, self.device
         if runs is None:
@@ -558,7 +558,7 @@ class BatchedRebalanceVecEnv(VecEnv):
         task: a fixed task (TaskSpec, mapping or family name); each slot redraws its seed from its
             ``np_random`` at every reset. Mutually exclusive with ``distribution``.
         distribution, max_stages, control_steps, inner_steps, monitor, mapping, reward,
-        divergence_penalty, device: as in `RebalanceEnv`.
+        divergence_penalty, device, hide_features: as in `RebalanceEnv`.
         threads: CPU worker threads. The N runs are split into this many stacked groups, each stepped
             by its own thread with one intra-op torch thread (torch kernels release the GIL, and the
             threads meet once per control step, instead of an OpenMP barrier after every small op,
@@ -582,6 +582,7 @@ class BatchedRebalanceVecEnv(VecEnv):
         reward: str = "val_loss",
         divergence_penalty: float = 1.0,
         device: str = "cpu",
+        hide_features: list[str] | tuple[str, ...] = (),
         threads: int | None = None,
         prefetch: bool = True,
     ):
@@ -591,7 +592,7 @@ class BatchedRebalanceVecEnv(VecEnv):
         self.template = RebalanceEnv(
             task=task, distribution=distribution, max_stages=max_stages, control_steps=control_steps,
             inner_steps=inner_steps, monitor=monitor, mapping=mapping, reward=reward,
-            divergence_penalty=divergence_penalty, device=device,
+            divergence_penalty=divergence_penalty, device=device, hide_features=hide_features,
         )  # fmt: skip
         if self.template.fixed_task is not None and self.template.fixed_task.norm:
             raise ConfigError("the batched env does not support norm: true (batch normalisation); use vec_env: subproc")
@@ -617,7 +618,7 @@ class BatchedRebalanceVecEnv(VecEnv):
         self.key: tuple | None = None
         self.actions: np.ndarray | None = None
         self._built = False
-        # Sanitised indicators of every run, as `LearningState` holds them: (N, S, 12) and (N, 5).
+        # Sanitised indicators of every run, as `LearningState` holds them: (N, S, len(STAGE_FEATURES)) and (N, 5).
         self.stage_arr: np.ndarray | None = None
         self.glob_arr: np.ndarray | None = None
         self.phi = np.zeros(n_envs)

@@ -30,15 +30,25 @@ class ObservationSpec:
         max_stages: stage slots (a policy serves curricula with up to this many stages).
         clip: observations are clipped to [-clip, clip].
         version: bump when the meaning of the vector changes (bundles record it).
+        hidden: indicator names (per-stage or global) whose entries are always 0: the policy is blind
+            to them (feature ablations, e.g. ``["grad_align"]``); the layout keeps its size.
     """
 
     max_stages: int = 8
     clip: float = 1e4
-    version: int = 1
+    version: int = 2
+    hidden: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_stages, int) and 1 <= self.max_stages <= 64):
             raise ConfigError(f"max_stages must be an integer in [1, 64], got {self.max_stages!r}")
+        if isinstance(self.hidden, str) or not all(isinstance(h, str) for h in self.hidden):
+            raise ConfigError(f"hidden features must be a list of names, got {self.hidden!r}")
+        valid = list(GLOBAL_FEATURES) + [f for f in STAGE_FEATURES if f not in GLOBAL_FEATURES]
+        for h in self.hidden:
+            if h not in valid:
+                raise ConfigError(f"unknown observation feature {h!r} to hide; valid choices: {', '.join(valid)}")
+        object.__setattr__(self, "hidden", tuple(self.hidden))
 
     @property
     def size(self) -> int:
@@ -81,10 +91,16 @@ class ObservationSpec:
         for i, k in enumerate(STAGE_FEATURES):
             if k in LOG_FEATURES:
                 per[:, :n, i] = np.log1p(np.maximum(stage[:, :, i], 0.0))
+        for i, k in enumerate(GLOBAL_FEATURES):
+            if k in self.hidden:
+                g[:, i] = 0.0
+        for i, k in enumerate(STAGE_FEATURES):
+            if k in self.hidden:
+                per[:, :, i] = 0.0
         mask = np.zeros((n_rows, self.max_stages))
         mask[:, :n] = 1.0
         obs = np.concatenate([g, per.reshape(n_rows, -1), mask], axis=1)
         return np.clip(np.nan_to_num(obs, nan=0.0), -self.clip, self.clip).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "feature_names": self.feature_names()}
+        return {**asdict(self), "hidden": list(self.hidden), "feature_names": self.feature_names()}

@@ -64,6 +64,7 @@ class RebalanceEnv(gym.Env):
         divergence_penalty: reward on the step where the learner diverges.
         fixed_seed: keep the task's own seed at every reset (evaluation on a given (task, seed)).
         device: torch device of the inner run.
+        hide_features: indicator names the observation always reports as 0 (`ObservationSpec.hidden`).
     """
 
     metadata = {"render_modes": []}
@@ -81,6 +82,7 @@ class RebalanceEnv(gym.Env):
         divergence_penalty: float = 1.0,
         fixed_seed: bool = False,
         device: str = "cpu",
+        hide_features: list[str] | tuple[str, ...] = (),
     ):
         super().__init__()
         if task is not None and distribution is not None:
@@ -96,7 +98,8 @@ class RebalanceEnv(gym.Env):
         else:
             self.distribution = None
             stage_counts = (self.fixed_task.n_stages,)
-        self.obs_spec = ObservationSpec(max_stages=max(stage_counts) if max_stages is None else max_stages)
+        self.obs_spec = ObservationSpec(max_stages=max(stage_counts) if max_stages is None else max_stages,
+                                        hidden=tuple(hide_features or ()))
         for n in stage_counts:
             self.obs_spec.check_stages(n)
         self.monitor_cfg = from_dict(MonitorConfig, monitor or {}, "monitor")

@@ -24,12 +24,13 @@ from metacurr.config import MonitorConfig
 from metacurr.models import StagedModel
 from metacurr.monitors.calibration import expected_calibration_error
 from metacurr.monitors.entropy import entropy_and_confidence
-from metacurr.monitors.gradient_variance import head_gradient_stats
+from metacurr.monitors.gradient_variance import gradient_alignment, head_gradient, head_gradient_stats
 from metacurr.monitors.representation_drift import centered_gram, drift_from_grams
 from metacurr.monitors.state import GLOBAL_FEATURES, LearningState
 
 #: Rows of the packed per-stage indicator block returned by `probe_indicators`, in order.
-PACKED_STAGE = ("loss", "acc", "entropy", "confidence", "grad_norm", "grad_var", "drift", "ece")
+PACKED_STAGE = ("loss", "acc", "entropy", "confidence", "grad_norm", "grad_var", "drift", "ece", "grad_align")
+K = len(PACKED_STAGE)
 
 
 def probe_indicators(
@@ -50,7 +51,7 @@ def probe_indicators(
         prev_gram: the ``gram`` this function returned at the previous control step (None: drift = 0).
 
     Returns:
-        (packed, gram): packed (R, 8*S + 2) = the `PACKED_STAGE` indicators (row-major (8, S)) then
+        (packed, gram): packed (R, K*S + 2) = the K `PACKED_STAGE` indicators (row-major (K, S)) then
         val loss and val accuracy; gram = centred Gram matrices and norms for the next step's drift.
     """
     r, s, p = y_stage.shape
@@ -83,7 +84,7 @@ def probe_indicators(
     ent, conf = entropy_and_confidence(sl, slogp, probs)
     ece = expected_calibration_error(probs, ys, cfg.ece_bins)
     sf = feats[:, :n].reshape(r * s, p, -1).float()
-    gnorm, gvar = head_gradient_stats(probs, ys, sf, cfg.micro_batches)
+    gnorm, gvar, gmean = head_gradient_stats(probs, ys, sf, cfg.micro_batches)
     exact = r == 1  # the single-run path must keep its numbers bit for bit
     gram = centered_gram(sf, exact)
     drift = drift_from_grams(prev_gram, gram, exact=exact)
@@ -93,10 +94,12 @@ def probe_indicators(
     else:
         val_loss = -vlogp.gather(2, y_val[..., None]).squeeze(-1).mean(1)
     val_acc = (pred[:, n:] == y_val).float().mean(1)
-    stage = torch.stack([loss, acc, ent, conf, gnorm, gvar, drift, ece])  # (8, R*S)
+    g_val = head_gradient(vlogp.exp(), y_val, feats[:, n:].float())
+    align = gradient_alignment(gmean.view(r, s, *gmean.shape[1:]), g_val).reshape(r * s)
+    stage = torch.stack([loss, acc, ent, conf, gnorm, gvar, drift, ece, align])  # (K, R*S)
     if r > 1:
-        stage = stage.view(8, r, s).transpose(0, 1)
-    packed = torch.cat([stage.reshape(r, 8 * s), torch.stack([val_loss, val_acc], 1)], 1)
+        stage = stage.view(K, r, s).transpose(0, 1)
+    packed = torch.cat([stage.reshape(r, K * s), torch.stack([val_loss, val_acc], 1)], 1)
     return packed, gram
 
 
@@ -176,9 +179,9 @@ def assemble_state(
     total_grad_norm: float,
 ) -> LearningState:
     """A sanitised `LearningState` from one run's row of `probe_indicators` (as float64 numpy)."""
-    vals = packed[8 * s :]
-    block = packed[: 8 * s].reshape(8, s)
-    loss_n, acc_n, ent_n, conf_n, gnorm_n, gvar_n, drift_n, ece_n = block
+    vals = packed[K * s :]
+    block = packed[: K * s].reshape(K, s)
+    loss_n, ent_n = block[0], block[2]
     d_loss = np.zeros(s) if prev is None else loss_n - prev.stage["loss"]
     d_ent = np.zeros(s) if prev is None else ent_n - prev.stage["entropy"]
     rows = np.stack(
@@ -186,8 +189,7 @@ def assemble_state(
     )
     # Sanitise all stage indicators at once (a diverged model): NaN -> 0, +-inf -> +-1e6.
     rows = np.nan_to_num(rows, nan=0.0, posinf=1e6, neginf=-1e6)
-    keys = ("weight", "train_loss", "loss", "acc", "entropy", "confidence", "grad_norm", "grad_var", "drift", "ece",
-            "d_loss", "d_entropy")
+    keys = ("weight", "train_loss", *PACKED_STAGE, "d_loss", "d_entropy")
     val_loss, val_acc = float(vals[0]), float(vals[1])
     glob = {
         "progress": float(progress),
@@ -212,12 +214,12 @@ def assemble_batch(
     train_loss: np.ndarray,
     total_grad_norm: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`assemble_state` for N runs at once, as arrays: (stage (N, S, 12) in STAGE_FEATURES order,
+    """`assemble_state` for N runs at once, as arrays: (stage (N, S, len(STAGE_FEATURES)) in STAGE_FEATURES order,
     glob (N, 5) in GLOBAL_FEATURES order), sanitised. ``prev_stage`` / ``prev_val_loss``: the previous
     step's arrays (None: first measurement, deltas 0). Element for element the same operations."""
     n = len(packed)
-    block = packed[:, : 8 * s].reshape(n, 8, s)
-    vals = packed[:, 8 * s :]
+    block = packed[:, : K * s].reshape(n, K, s)
+    vals = packed[:, K * s :]
     if prev_stage is None:
         d_loss = d_ent = np.zeros((n, s))
     else:

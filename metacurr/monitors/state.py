@@ -18,6 +18,7 @@ STAGE_FEATURES: tuple[str, ...] = (
     "grad_var",  # variance of micro-batch head gradients
     "drift",  # 1 - linear CKA of probe features since the last control step
     "ece",  # expected calibration error on the probe set
+    "grad_align",  # cosine of the stage's mean head gradient with the val set's (< 0: the stage works against val)
     "d_loss",  # change of probe loss since the last control step
     "d_entropy",  # change of entropy since the last control step
 )

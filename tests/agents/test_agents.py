@@ -29,7 +29,7 @@ def bundle(tmp_path_factory):
 
 def test_train_agent_writes_bundle_and_checkpoints(bundle):
     man = json.loads((bundle / "policy" / "manifest.json").read_text())
-    assert man["observation"]["max_stages"] == 4 and len(man["observation"]["feature_names"]) == 5 + 4 * 13
+    assert man["observation"]["max_stages"] == 4 and len(man["observation"]["feature_names"]) == 5 + 4 * (13 + 1)
     assert {"policy.pt", "normalizer.npz", "model.zip"} <= set(man["files"]) and man["versions"]["metacurr"]
     assert (bundle / "checkpoints" / "latest.json").is_file()
     s = json.loads((bundle / "summary.json").read_text())
@@ -121,3 +121,11 @@ def test_bad_agent_config(tmp_path, capsys):
     assert main(["train-agent", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
     assert "evaluation seeds" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_shipped_default_policy_loads_and_runs():
+    # The bundle in metacurr/pretrained/default must match this metacurr's observation layout and mapping:
+    # changing either without rerunning experiments/train_default_policy.py fails here, not in a user's run.
+    res = metacurr.train("mnist1d", arch="mlp", controller="policy:default", seed=3, control_steps=3, inner_steps=2)
+    w = np.asarray(res["final_weights"])
+    assert w.shape == (3,) and np.isclose(w.sum(), 1.0) and np.all(w > 0)

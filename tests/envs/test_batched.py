@@ -14,7 +14,7 @@ from metacurr.envs.batched import BatchedRebalanceVecEnv, StackedOptimizer, map_
 from metacurr.envs.observation import ObservationSpec
 from metacurr.envs.rebalance import RebalanceEnv
 from metacurr.errors import ConfigError
-from metacurr.monitors.learning_monitor import assemble_batch, assemble_state
+from metacurr.monitors.learning_monitor import PACKED_STAGE, assemble_batch, assemble_state
 from metacurr.trainer import FunctionalOptimizer, make_optimizer
 
 FAST = {"control_steps": 3, "inner_steps": 2}
@@ -194,7 +194,7 @@ def test_map_weights_and_build_batch_are_exact():
             np.testing.assert_array_equal(map_weights(m, prev, a), ref)
     spec = ObservationSpec(max_stages=5)
     s, n = 3, 6
-    packed = rng.normal(size=(n, 8 * s + 2))
+    packed = rng.normal(size=(n, len(PACKED_STAGE) * s + 2))
     packed[0, 3] = np.nan
     packed[1, -2] = np.inf
     prev = [assemble_state(packed[i], s, None, 0, 0.0, np.full(s, 1 / s), np.full(s, np.nan), 0.0) for i in range(n)]
@@ -282,7 +282,7 @@ def _reference_run(spec, cur, steps):
     from metacurr.models import build_model
     from metacurr.monitors.calibration import expected_calibration_error
     from metacurr.monitors.entropy import entropy_and_confidence
-    from metacurr.monitors.gradient_variance import head_gradient_stats
+    from metacurr.monitors.gradient_variance import gradient_alignment, head_gradient, head_gradient_stats
     from metacurr.monitors.learning_monitor import probe_sets
     from metacurr.monitors.representation_drift import representation_drift
 
@@ -308,13 +308,15 @@ def _reference_run(spec, cur, steps):
         logp = torch.log_softmax(sl, -1)
         probs = logp.exp()
         ent, conf = entropy_and_confidence(sl)
-        gn, gv = head_gradient_stats(probs, y_stage, sf, cfg.micro_batches)
+        gn, gv, gm = head_gradient_stats(probs, y_stage, sf, cfg.micro_batches)
+        vl = logits[n:]
+        gval = head_gradient(torch.log_softmax(vl, -1).exp()[None], y_val[None], feats[n:][None])
         vals = [
             -logp.gather(2, y_stage[..., None]).squeeze(-1).mean(1), (sl.argmax(-1) == y_stage).float().mean(1), ent,
             conf, gn, gv, representation_drift(state["prev"], sf), expected_calibration_error(probs, y_stage, cfg.ece_bins),
+            gradient_alignment(gm[None], gval)[0],
         ]  # fmt: skip
         state["prev"] = sf
-        vl = logits[n:]
         return torch.cat([torch.stack(vals).flatten(), F.cross_entropy(vl, y_val).reshape(1),
                           (vl.argmax(-1) == y_val).float().mean().reshape(1)])  # fmt: skip
 
@@ -350,7 +352,7 @@ def test_inner_run_matches_reference_bitwise(kind):
     states = [run.reset()] + [run.step(w) for w in steps]
     for st, r in zip(states, ref):
         got = np.concatenate([np.stack([st.stage[k] for k in ("loss", "acc", "entropy", "confidence", "grad_norm",
-                                                               "grad_var", "drift", "ece")]).ravel(),
+                                                               "grad_var", "drift", "ece", "grad_align")]).ravel(),
                               [st.glob["val_loss"], st.glob["val_acc"]]])  # fmt: skip
         np.testing.assert_array_equal(got, r.double().numpy())
     for a, b in zip(run.model.parameters(), ref_params):

@@ -74,6 +74,23 @@ def test_max_stages_padding_and_mask():
     assert obs.shape == env.observation_space.shape
 
 
+def test_hidden_features_are_zero_and_the_rest_unchanged():
+    full, blind = tiny_env(), tiny_env(hide_features=["grad_align", "val_acc"])
+    names = full.unwrapped.feature_names
+    a, _ = full.reset(seed=4)
+    b, _ = blind.reset(seed=4)
+    for _ in range(2):
+        act = np.array([0.5, -0.5, 0.0], dtype=np.float32)
+        a, *_ = full.step(act)
+        b, *_ = blind.step(act)
+    hidden = [i for i, n in enumerate(names) if n == "val_acc" or n.endswith("/grad_align")]
+    assert len(hidden) == 1 + 3 and np.all(b[hidden] == 0) and np.any(a[hidden] != 0)
+    rest = np.setdiff1d(np.arange(len(names)), hidden)
+    np.testing.assert_array_equal(a[rest], b[rest])  # hiding changes what the policy sees, not the run
+    with pytest.raises(ConfigError, match="unknown observation feature 'align' to hide; valid choices: progress"):
+        RebalanceEnv(**TINY, hide_features=["align"])
+
+
 def test_divergence_terminates_with_penalty_not_exception():
     env = RebalanceEnv(task={"family": "mnist1d", "lr": 1e6, "optimizer": "sgd", "control_steps": 6, "inner_steps": 5},
                        divergence_penalty=2.0)

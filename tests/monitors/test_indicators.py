@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -47,7 +48,7 @@ def test_head_gradient_stats_match_autograd():
     labels = torch.randint(0, c, (s, p), generator=g)
     head = torch.nn.Linear(h, c)
     probs = head(feats).softmax(-1).detach()
-    norm, var = head_gradient_stats(probs, labels, feats, m)
+    norm, var, mean_grad = head_gradient_stats(probs, labels, feats, m)
     for st in range(s):
         grads = []
         for mb in range(m):
@@ -59,3 +60,38 @@ def test_head_gradient_stats_match_autograd():
         mean = gm.mean(0)
         assert torch.allclose(norm[st], mean.norm(), atol=1e-5)
         assert torch.allclose(var[st], (gm - mean).pow(2).sum(1).mean(), atol=1e-5)
+        # G laid out (C, H + 1): weight columns, then the bias column
+        w, b = mean[: c * h].view(c, h), mean[c * h :]
+        assert torch.allclose(mean_grad[st], torch.cat([w, b[:, None]], 1), atol=1e-5)
+
+
+def test_gradient_alignment_matches_autograd_and_flags_a_conflicting_stage():
+    from metacurr.monitors.gradient_variance import gradient_alignment, head_gradient
+
+    g = torch.Generator().manual_seed(2)
+    p, h, c = 64, 6, 4
+    head = torch.nn.Linear(h, c)
+    y = torch.randint(0, c, (p,), generator=g)
+    x = torch.randn(c, h, generator=g)[y] + 0.5 * torch.randn(p, h, generator=g)  # class-informative features
+    opt = torch.optim.SGD(head.parameters(), lr=0.1)
+    for _ in range(20):  # a head that has started to learn the clean labels
+        opt.zero_grad()
+        F.cross_entropy(head(x), y).backward()
+        opt.step()
+    feats = torch.stack([x, x, x])
+    labels = torch.stack([y, y, (y + 1) % c])  # stages 0, 1 = val's own labels; stage 2 = systematically wrong
+    probs = head(feats).softmax(-1).detach()
+    grads = head_gradient(probs, labels, feats)
+
+    def autograd(x, t):
+        head.zero_grad()
+        F.cross_entropy(head(x), t).backward()
+        return torch.cat([head.weight.grad, head.bias.grad[:, None]], 1)
+
+    for k in range(3):
+        assert torch.allclose(grads[k], autograd(feats[k], labels[k]), atol=1e-5)
+    align = gradient_alignment(grads[None], grads[0][None])[0]
+    assert align[0] == pytest.approx(1.0, abs=1e-5) and align[1] == pytest.approx(1.0, abs=1e-5)
+    assert align[2] < 0  # training on the wrong labels moves the head against the val gradient
+    zero = gradient_alignment(torch.zeros(1, 2, c, h + 1), grads[0][None])
+    assert torch.equal(zero, torch.zeros(1, 2))

@@ -239,6 +239,8 @@ CASES = [
     cli("train-agent/unavailable-device", lambda c: _ag(c, "env: {device: 'cuda:63'}\n"), "is not available", True),
     cli("train-agent/unknown-mapping-mode", lambda c: _ag(c, "env: {mapping: {mode: both}}\n"),
         "unknown weight mapping mode 'both'", True),
+    cli("train-agent/unknown-hidden-feature", lambda c: _ag(c, "env: {hide_features: [gradalign]}\n"),
+        "unknown observation feature 'gradalign' to hide", True),
     cli("train-agent/zero-timesteps", lambda c: _ag(c, None, "--timesteps", "0"), "total_timesteps must be positive"),
     cli("train-agent/zero-n-envs", lambda c: _ag(c, None, "--n-envs", "0"), "n_envs must be positive"),
     cli("train-agent/max-stages-string", lambda c: _ag(c, "env: {max_stages: three}\n"), "config.env.max_stages: expected an integer"),
