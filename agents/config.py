@@ -68,9 +68,10 @@ class TrainConfig:
     """Save a resumable checkpoint every this many timesteps."""
     eval_every: int = 0
     """Evaluate the policy against `heuristic` every this many timesteps (0 = off). Logged only; never
-    used to select a checkpoint, so held-out tasks are not tuned on."""
-    eval_tasks: str = "quick"
-    """Task set of the periodic evaluation."""
+    used to select a checkpoint. Sweeps optimise it, so it runs on training seeds and never on a
+    held-out task set."""
+    eval_tasks: str = "validation"
+    """Task set of the periodic evaluation: ``validation`` or ``in-distribution`` (held-out sets are refused)."""
     eval_seeds: int = 2
     """Seeds per eval task."""
     threads: int = 1
@@ -167,9 +168,13 @@ def _deep_checks(cfg: AgentConfig) -> None:
     act = pk.get("activation_fn", "tanh")
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise ConfigError(f"unknown ppo.policy_kwargs.activation_fn {act!r}; valid choices: {', '.join(ACTIVATIONS)}")
-    from metacurr.evaluation.task_sets import get_task_set
+    from metacurr.evaluation.task_sets import HELDOUT_SETS, TASK_SETS, get_task_set
 
     get_task_set(cfg.train.eval_tasks)  # a typo fails now, not at the first periodic evaluation
+    if cfg.train.eval_tasks in HELDOUT_SETS:
+        allowed = [t for t in TASK_SETS if t not in HELDOUT_SETS]
+        raise ConfigError(f"train.eval_tasks {cfg.train.eval_tasks!r} is a held-out task set: the periodic evaluation feeds "
+                          f"sweeps, which must not tune on held-out tasks; valid choices: {', '.join(allowed)}")
     _check_ppo(cfg, {**pk, "activation_fn": ACTIVATIONS[act]})
 
 

@@ -284,7 +284,7 @@ def train_agent(
 
 
 def periodic_eval(model, venv, cfg: AgentConfig) -> dict:
-    """Current policy vs heuristic on the first tasks of the eval task set; eval/ metrics.
+    """Current policy vs heuristic on the tasks of the eval task set; eval/ metrics.
 
     Monitoring only: the result is logged, never used to select a checkpoint, and it runs on
     training-range seeds (TRAIN_SEED_MAX, TRAIN_SEED_MAX - 1, ...), so evaluation seeds stay untouched.
@@ -298,7 +298,7 @@ def periodic_eval(model, venv, cfg: AgentConfig) -> dict:
     pol = controller_from_model(model, venv, cfg)
     res: dict[str, list[float]] = {"policy": [], "heuristic": []}
     budget = {"control_steps": cfg.env.control_steps, "inner_steps": cfg.env.inner_steps}
-    for spec in task_specs(cfg.train.eval_tasks, **budget)[:2]:
+    for spec in task_specs(cfg.train.eval_tasks, **budget):
         if spec.n_stages > cfg.env.max_stages:
             continue
         for i in range(cfg.train.eval_seeds):

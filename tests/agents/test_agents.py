@@ -129,3 +129,39 @@ def test_shipped_default_policy_loads_and_runs():
     res = metacurr.train("mnist1d", arch="mlp", controller="policy:default", seed=3, control_steps=3, inner_steps=2)
     w = np.asarray(res["final_weights"])
     assert w.shape == (3,) and np.isclose(w.sum(), 1.0) and np.all(w > 0)
+
+
+def test_periodic_eval_runs_on_validation_tasks_with_training_seeds(tmp_path, monkeypatch):
+    from metacurr.agents import train as train_mod
+    from metacurr.evaluation.seeds import TRAIN_SEED_MAX
+    from metacurr.run import run_episode as real_run_episode
+
+    seen = []
+
+    def spy(cfg, ctrl):
+        seen.append((cfg.task.family, cfg.task.params.get("noise_kind"), cfg.task.seed))
+        return real_run_episode(cfg, ctrl)
+
+    monkeypatch.setattr("metacurr.run.run_episode", spy)
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        "name: tiny\nenv: {max_stages: 4, control_steps: 2, inner_steps: 1}\n"
+        "train: {total_timesteps: 24, n_envs: 2, vec_env: dummy, checkpoint_every: 24, eval_every: 24, eval_seeds: 1}\n"
+        "ppo: {n_steps: 12, batch_size: 12, n_epochs: 1}\n"
+    )
+    from metacurr.agents.config import load_agent_config
+
+    c = load_agent_config(str(cfg))
+    assert c.train.eval_tasks == "validation"
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    venv = VecNormalize(train_mod.make_vec_env(c, kind="dummy"))
+    model = PPO("MlpPolicy", venv, n_steps=12, batch_size=12, n_epochs=1, device="cpu")
+    m = train_mod.periodic_eval(model, venv, c)
+    venv.close()
+    assert set(m) == {"eval/policy_val_loss", "eval/heuristic_val_loss", "eval/policy_minus_heuristic"}
+    assert all(np.isfinite(v) for v in m.values())
+    # every validation task, policy and heuristic, on a training seed only
+    assert len(seen) == 2 * 7 and {s for *_, s in seen} == {TRAIN_SEED_MAX}
+    assert "systematic" in {k for _, k, _ in seen}  # the validation set's harmful-noise tasks are among them

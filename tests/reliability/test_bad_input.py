@@ -256,6 +256,8 @@ CASES = [
     cli("train-agent/ppo-learning-rate-string", lambda c: _ag(c, "ppo: {learning_rate: fast}\n"), "invalid ppo settings"),
     cli("train-agent/ppo-net-arch-string", lambda c: _ag(c, "ppo: {policy_kwargs: {net_arch: wide}}\n"),
         "invalid ppo settings"),
+    cli("train-agent/heldout-eval-task-set", lambda c: _ag(c, "train: {eval_tasks: quick}\n"),
+        "'quick' is a held-out task set", True),
     cli("train-agent/unknown-eval-task-set", lambda c: _ag(c, "train: {eval_tasks: quik}\n"), "unknown task set 'quik'", True),
     cli("train-agent/eval-seed", lambda c: _ag(c, "train: {seed: 10001}\n"), "evaluation seeds start at 10000"),
     cli("train-agent/missing-config", lambda c: _ag(c, None, "--config", str(c.tmp / "nope.yaml")), "config file not found"),
