@@ -48,7 +48,7 @@ class EnvConfig:
             "monitor": dict(self.monitor),
             "divergence_penalty": self.divergence_penalty,
             "device": self.device,
-            "hide_features": list(self.hide_features),
+            "hide_features": self.hide_features if isinstance(self.hide_features, str) else list(self.hide_features),
         }
 
 

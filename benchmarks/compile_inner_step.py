@@ -1,11 +1,11 @@
-"""Does torch.compile speed up the batched inner step? (issue 5: the remaining gap is not Python overhead)
+"""Does torch.compile speed up the batched inner step? (issue 5: how much of the gap is per-op overhead?)
 
     python benchmarks/compile_inner_step.py
 
 One batched inner step of the default MLP (40-128-10) for 8 stacked runs (one batched-env worker
 thread's share at N = 16 on 2 cores; 3 stages x 64 examples): forward, per-stage loss, autograd
 gradients and an Adam update, eager vs ``torch.compile`` (inductor, C++ kernels), 1 torch thread,
-median-free mean over 300 steps after warm-up. Prints both times and the ratio.
+mean over 300 steps after warm-up. Prints both times and the ratio.
 """
 
 import time

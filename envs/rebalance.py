@@ -98,8 +98,10 @@ class RebalanceEnv(gym.Env):
         else:
             self.distribution = None
             stage_counts = (self.fixed_task.n_stages,)
+        if isinstance(hide_features, str) or not isinstance(hide_features, (list, tuple)):
+            raise ConfigError(f"hide_features must be a list of indicator names, got {hide_features!r}")
         self.obs_spec = ObservationSpec(max_stages=max(stage_counts) if max_stages is None else max_stages,
-                                        hidden=tuple(hide_features or ()))
+                                        hidden=tuple(hide_features))
         for n in stage_counts:
             self.obs_spec.check_stages(n)
         self.monitor_cfg = from_dict(MonitorConfig, monitor or {}, "monitor")

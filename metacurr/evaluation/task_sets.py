@@ -1,19 +1,26 @@
-"""Named held-out task sets for evaluation.
+"""Named task sets for evaluation: held-out sets, and two sets inside the training distribution.
 
 A task is a plain, JSON-serialisable dict ``{"name", "family", "arch", "n_stages", "params"}``
 (``params`` = the family's difficulty parameters, see `metacurr list`); a task set is a named list of
 them. Agents train on the task distributions of `metacurr.envs.task_distribution` (MNIST-1D, MLP / CNN,
-2-5 stages, ``noise_max`` in [0.1, 0.4], ``translation_max`` in [24, 48], per-stage label noise up to
-0.4); every held-out set lies outside all of them (tested):
+2-5 stages, ``noise_max`` in [0.1, 0.4], ``translation_max`` in [24, 48], per-stage label noise of
+either kind up to 0.7); every held-out set (`HELDOUT_SETS`) lies outside all of them (tested):
 
 * ``heldout-family``: families no agent trained on: real handwritten digits, synthetic sequences.
 * ``heldout-arch``: the training family under recurrent / attention models (GRU, transformer).
-* ``heldout-difficulty``: the training family and model with distortions, label noise or a stage
-  count outside the training ranges.
-* ``default``: one task per held-out axis (what ``metacurr evaluate`` runs by default).
+* ``heldout-difficulty``: the training family and model with distortions or a stage count outside
+  the training ranges.
+* ``heldout-systematic``: systematic label noise on one stage, under each held-out axis (family,
+  architecture, noise rate / distortion, stage count).
+* ``default``: one task per held-out axis, with harmless and harmful label noise (the main job's set).
 * ``quick``: one small held-out-family task, for smoke tests and first looks.
-* ``in-distribution``: fixed tasks *inside* the training distribution (not held out; for
-  in-distribution vs held-out comparisons only).
+
+Not held out (reports label them so):
+
+* ``validation``: MNIST-1D + MLP tasks inside the training distribution where the noisy stage and the
+  noise kind vary; design choices and sweeps are made on it (`experiments/design.yaml`).
+* ``in-distribution``: fixed tasks inside the ``default`` distribution (MLP and CNN), for
+  in-distribution vs held-out comparisons.
 
 ``--tasks`` also accepts a comma list ``family:arch[:n_stages]`` (default parameters, 3 stages).
 """

@@ -34,8 +34,8 @@ def gradient_alignment(g_stage: torch.Tensor, g_val: torch.Tensor) -> torch.Tens
 
 def head_gradient_stats(
     probs: torch.Tensor, labels: torch.Tensor, feats: torch.Tensor, micro_batches: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Head-gradient norm and across-micro-batch variance per stage.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Head-gradient norm and across-micro-batch variance per stage, and the mean head gradient.
 
     Args:
         probs: (S, P, C) softmax outputs.
