@@ -90,34 +90,16 @@ _MNIST1D_DIFFICULTY = {
     "translation_max": [24, 48],
 }
 
+def _mnist1d(name: str, archs: list[str], n_stages: tuple[int, ...] = (3,)) -> TaskDistribution:
+    return TaskDistribution(name=name, families={"mnist1d": {"archs": archs, "params": _MNIST1D_DIFFICULTY}}, n_stages=n_stages)
+
+
 DISTRIBUTIONS: dict[str, TaskDistribution] = {
-    "default": TaskDistribution(
-        name="default",
-        families={
-            "mnist1d": {
-                "archs": ["mlp", "cnn"],
-                "params": _MNIST1D_DIFFICULTY,
-            }
-        },
-        n_stages=(3,),
-    ),
+    "default": _mnist1d("default", ["mlp", "cnn"]),
     # The default distribution's MLP half: one architecture, so the batched env (one arch per batch)
-    # trains on all of it. The design ablations (experiments/design.yaml) use it.
-    "default-mlp": TaskDistribution(
-        name="default-mlp",
-        families={"mnist1d": {"archs": ["mlp"], "params": _MNIST1D_DIFFICULTY}},
-        n_stages=(3,),
-    ),
-    "mixed": TaskDistribution(
-        name="mixed",
-        families={
-            "mnist1d": {
-                "archs": ["mlp", "cnn"],
-                "params": _MNIST1D_DIFFICULTY,
-            },
-        },
-        n_stages=(2, 3, 4, 5),
-    ),
+    # trains on all of it. The shipped policy, the main job's agent and the design ablations use it.
+    "default-mlp": _mnist1d("default-mlp", ["mlp"]),
+    "mixed": _mnist1d("mixed", ["mlp", "cnn"], (2, 3, 4, 5)),
     "fixed": TaskDistribution(name="fixed", families={"mnist1d": {"archs": ["mlp"], "params": {}}}, n_stages=(3,)),
 }
 
