@@ -76,6 +76,14 @@ class TrainConfig:
     """Seeds per eval task."""
     threads: int = 1
     """Torch threads of the learner process (env subprocesses always use 1)."""
+    batched_processes: int = 1
+    """``vec_env: batched`` only: worker processes the N inner runs are split over (1: this process,
+    worker threads). Slot i is the same run either way; on 2 cores 2 processes step fastest
+    (``benchmarks/README.md``)."""
+    batched_compile: bool = False
+    """``vec_env: batched`` only: run each inner step (forward, backward, clipping, optimiser) and the
+    probe pass as ``torch.compile``d programs. Needs a C++ compiler; compiles for ~15 s per process at
+    the start; results equal the eager batched env's up to float rounding, not bit for bit."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,14 @@ def validate(cfg: AgentConfig) -> AgentConfig:
     for k in ("total_timesteps", "n_envs", "checkpoint_every", "eval_seeds", "threads"):
         if getattr(cfg.train, k) <= 0:
             raise ConfigError(f"train.{k} must be positive, got {getattr(cfg.train, k)}")
+    if not isinstance(cfg.train.batched_processes, int) or isinstance(cfg.train.batched_processes, bool) or not (
+        1 <= cfg.train.batched_processes <= cfg.train.n_envs
+    ):
+        raise ConfigError(f"train.batched_processes must be an integer in [1, n_envs={cfg.train.n_envs}], got {cfg.train.batched_processes!r}")
+    if not isinstance(cfg.train.batched_compile, bool):
+        raise ConfigError(f"train.batched_compile must be true or false, got {cfg.train.batched_compile!r}")
+    if cfg.train.vec_env != "batched" and (cfg.train.batched_processes != 1 or cfg.train.batched_compile):
+        raise ConfigError(f"train.batched_processes and train.batched_compile apply to vec_env: batched, not {cfg.train.vec_env}")
     if cfg.train.eval_every < 0:
         raise ConfigError(f"train.eval_every must be >= 0, got {cfg.train.eval_every}")
     if not (0 <= cfg.train.seed < EVAL_SEED_BASE):

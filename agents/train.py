@@ -50,8 +50,11 @@ def make_vec_env(cfg: AgentConfig, n_envs: int | None = None, kind: str | None =
     kw = cfg.env.env_kwargs()
     if kind == "batched":
         from metacurr.envs.batched import BatchedRebalanceVecEnv
+        from metacurr.envs.sharded import ShardedBatchedVecEnv
 
-        venv = BatchedRebalanceVecEnv(n_envs=n, **kw)
+        kw["compile"] = cfg.train.batched_compile
+        procs = min(cfg.train.batched_processes, n)
+        venv = ShardedBatchedVecEnv(n, processes=procs, **kw) if procs > 1 else BatchedRebalanceVecEnv(n_envs=n, **kw)
     elif kind == "subproc" and n > 1:
         venv = SubprocVecEnv([functools.partial(_make_env, kw, True) for _ in range(n)], start_method="spawn")
     else:

@@ -56,8 +56,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -182,6 +184,108 @@ class StackedOptimizer:
         for p, m, v in zip(params, self.exp_avgs, self.exp_avg_sqs):
             denom = (v.sqrt() / self._per_run(bc2_sqrt, p)).add_(ADAM_EPS)
             p.addcdiv_(m * self._per_run(step_size, p), denom)
+
+
+    def fused_scalars(self, lr: np.ndarray) -> tuple[torch.Tensor, ...]:
+        """Count ``k`` steps and return the per-run scalars of `fused_update` for each, as (k, N)
+        float32 tensors computed in float64 with `step`'s per-run formulas; ``lr``: (k, N) learning
+        rates. (step_size, bc2_sqrt, decay) for Adam / AdamW, (-lr, fresh) for SGD. Tensors, not
+        Python floats, so a compiled step never recompiles for a new step count or learning rate."""
+        lr = np.asarray(lr, dtype=np.float64)
+        t = self.steps[None, :] + np.arange(1, lr.shape[0] + 1)[:, None]
+        self.steps += lr.shape[0]
+        dev = self.params[0].device
+
+        def f32(a):
+            return torch.as_tensor(np.asarray(a, dtype=np.float64)).to(dtype=torch.float32, device=dev)
+
+        if self.kind == "sgd":
+            return f32(-lr), f32(t == 1)
+        beta1, beta2 = ADAM_BETAS
+        t = t.astype(np.float64)
+        step_size = (lr / (1 - beta1**t)) * -1
+        bc2_sqrt = (1 - beta2**t) ** 0.5
+        decay = 1 - lr * ADAMW_WEIGHT_DECAY if self.kind == "adamw" else np.ones_like(lr)
+        return f32(step_size), f32(bc2_sqrt), f32(decay)
+
+    @property
+    def state(self) -> tuple[list[torch.Tensor], ...]:
+        return (self.bufs,) if self.kind == "sgd" else (self.exp_avgs, self.exp_avg_sqs)
+
+
+def fused_update(kind: str, params, state, grads, coef: torch.Tensor, scalars) -> None:
+    """`StackedOptimizer.step`'s per-run branch on gradients scaled by the per-run clipping ``coef``,
+    written as plain tensor operations (in place on ``params`` and ``state``) so that ``torch.compile``
+    can fuse the whole update into a few loops. ``scalars``: `StackedOptimizer.fused_scalars`."""
+
+    def per_run(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return v.view(-1, *([1] * (like.dim() - 1)))
+
+    if kind == "sgd":
+        neg_lr, fresh = scalars
+        for p, b, g in zip(params, state[0], grads):
+            g = g * per_run(coef, g)
+            b.copy_(torch.where(per_run(fresh, g) > 0, g, b * SGD_MOMENTUM + g))
+            p.add_(b * per_run(neg_lr, p))
+        return
+    beta1, beta2 = ADAM_BETAS
+    step_size, bc2_sqrt, decay = scalars
+    for p, m, v, g in zip(params, state[0], state[1], grads):
+        g = g * per_run(coef, g)
+        if kind == "adamw":
+            p.mul_(per_run(decay, p))
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (v.sqrt() / per_run(bc2_sqrt, p)).add_(ADAM_EPS)
+        p.addcdiv_(m * per_run(step_size, p), denom)
+
+
+def _fused_inner_step(forward, names, kind, clip, params, state, x, y, w, scalars):
+    """One inner step of every stacked run as one function (the ``compile: true`` path): forward,
+    per-stage loss, gradients, per-run clipping and the optimiser update. Returns the (n, S) per-stage
+    losses and the (n,) total gradient norms (before clipping)."""
+    n, s = w.shape
+    logits = forward(dict(zip(names, params)), x)
+    per_stage = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").view(n, s, -1).mean(-1)
+    grads = torch.autograd.grad((w * per_stage).sum(), params)
+    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), 2.0, dim=1) for g in grads], 1)
+    total = torch.linalg.vector_norm(norms, 2.0, dim=1)
+    coef = torch.clamp(clip / (total + 1e-6), max=1.0)
+    with torch.no_grad():
+        fused_update(kind, params, state, grads, coef, scalars)
+    return per_stage.detach(), total.detach()
+
+
+def _fused_measure(forward, names, cfg, params, px, ys, yv, g0, g1, has_prev):
+    """`_Group.measure` for all runs of a group as one function (the ``compile: true`` path)."""
+    logits, feats = forward(dict(zip(names, params)), px)
+    packed, gram = probe_indicators(logits, feats, ys, yv, cfg, (g0, g1))
+    s = ys.shape[1]
+    drift = torch.where(has_prev[:, None], packed[:, 6 * s : 7 * s], torch.zeros((), device=packed.device))
+    packed = torch.cat([packed[:, : 6 * s], drift, packed[:, 7 * s :]], 1)
+    return packed, gram[0], gram[1]
+
+
+#: Serialises the first (compiling) call of each compiled function: worker threads share dynamo.
+_COMPILE_LOCK = threading.Lock()
+
+
+class _Compiled:
+    """A ``torch.compile``d function whose first call (the compilation) holds `_COMPILE_LOCK` and whose
+    calls trace ``torch.autograd.grad`` into the graph (forward, backward and update fuse)."""
+
+    def __init__(self, fn):
+        self.fn = torch.compile(fn, dynamic=False, fullgraph=False)
+        self.warm: set = set()
+
+    def __call__(self, *args, key=None):
+        with torch._dynamo.config.patch(trace_autograd_ops=True):
+            if key in self.warm:
+                return self.fn(*args)
+            with _COMPILE_LOCK:
+                out = self.fn(*args)
+            self.warm.add(key)
+            return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -348,11 +452,12 @@ class _Slot:
 class _Group:
     """Stacked tensors, optimiser and monitors of the runs ``slots`` (indices into the env's slots)."""
 
-    def __init__(self, slots: list[_Slot], monitor_cfg, device: torch.device):
+    def __init__(self, slots: list[_Slot], monitor_cfg, device: torch.device, compiled: bool = False):
         self.slots = slots
         self.n = len(slots)
         self.monitor_cfg = monitor_cfg
         self.device = device
+        self.compiled = compiled
         self.train_seconds = 0.0
         self.monitor_seconds = 0.0
 
@@ -379,6 +484,10 @@ class _Group:
         s, p = specs[0].n_stages, self.probe_size
         self.gram = (torch.zeros(self.n * s, p, p, device=dev), torch.zeros(self.n * s, device=dev))
         self.has_prev = torch.zeros(self.n, dtype=torch.bool, device=dev)
+        if self.compiled:
+            fwd = self.net
+            self._step_fn = _Compiled(functools.partial(_fused_inner_step, fwd.logits, tuple(self.param_names), self.opt.kind))
+            self._measure_fn = _Compiled(functools.partial(_fused_measure, fwd.logits_and_features, tuple(self.param_names), self.monitor_cfg))
 
     @torch.no_grad()
     def load(self, j: int, spec: TaskSpec, cur: Curriculum, model: nn.Module) -> None:
@@ -408,11 +517,16 @@ class _Group:
             px, ys, yv, has_prev = self.probe_x[idx], self.y_stage[idx], self.y_val[idx], self.has_prev[idx]
             sidx = (idx[:, None] * s + torch.arange(s, device=dev)).reshape(-1)
             prev = (self.gram[0][sidx], self.gram[1][sidx])
-        logits, feats = self.net.logits_and_features(params, px)
-        packed, gram = probe_indicators(logits, feats, ys, yv, self.monitor_cfg, prev)
-        # Runs without a previous snapshot (just reset) have drift 0, like LearningMonitor's first measure.
-        col = slice(6 * s, 7 * s)
-        packed[:, col] = torch.where(has_prev[:, None], packed[:, col], torch.zeros((), device=dev))
+        if self.compiled and runs is None:
+            with torch.no_grad():
+                packed, g0, g1 = self._measure_fn(self.param_tuple, px, ys, yv, prev[0], prev[1], has_prev, key="all")
+            gram = (g0, g1)
+        else:
+            logits, feats = self.net.logits_and_features(params, px)
+            packed, gram = probe_indicators(logits, feats, ys, yv, self.monitor_cfg, prev)
+            # Runs without a previous snapshot (just reset) have drift 0, like LearningMonitor's first measure.
+            col = slice(6 * s, 7 * s)
+            packed[:, col] = torch.where(has_prev[:, None], packed[:, col], torch.zeros((), device=dev))
         if runs is None:
             self.gram = gram
             self.has_prev.fill_(True)
@@ -446,6 +560,12 @@ class _Group:
         clip = spec.grad_clip if spec.grad_clip > 0 else float("inf")
         cosine = spec.lr_schedule != "constant"
         lr = np.full(n, spec.lr)
+        if self.compiled:  # the optimiser scalars of all k steps at once (one (k, n) tensor each)
+            if cosine:
+                lrs = np.array([[cosine_lr(sl.task_spec, sl.steps_done + i) for sl in slots] for i in range(k)])
+            else:
+                lrs = np.full((k, n), spec.lr)
+            scalars = self.opt.fused_scalars(lrs)
         for i in range(k):
             # Gathered step by step (one index_select per step over the flattened (n * M, ...) pools).
             fi = flat[i].reshape(-1)
@@ -453,6 +573,14 @@ class _Group:
             y = pool_y.index_select(0, fi).view(n, s * b)
             if noise is not None:
                 x = x + noise[:, i]
+            if self.compiled:
+                per_stage, gnorm = self._step_fn(
+                    clip, self.param_tuple, self.opt.state, x, y, w_t, [sc[i] for sc in scalars], key="step"
+                )
+                loss_sum += per_stage
+                for sl in slots:
+                    sl.steps_done += 1
+                continue
             if cosine:
                 lr = np.array([cosine_lr(sl.task_spec, sl.steps_done) for sl in slots])
             logits = self.net.logits(self.params, x)  # (n, S*b, C)
@@ -585,6 +713,7 @@ class BatchedRebalanceVecEnv(VecEnv):
         hide_features: list[str] | tuple[str, ...] = (),
         threads: int | None = None,
         prefetch: bool = True,
+        compile: bool = False,
     ):
         if not isinstance(n_envs, int) or isinstance(n_envs, bool) or n_envs < 1:
             raise ConfigError(f"n_envs must be a positive integer, got {n_envs!r}")
@@ -610,12 +739,18 @@ class BatchedRebalanceVecEnv(VecEnv):
         self.slots = [_Slot(self, i) for i in range(n_envs)]
         super().__init__(n_envs, self.template.observation_space, self.template.action_space)
         bounds = np.linspace(0, n_envs, g + 1).round().astype(int)
-        self.groups = [_Group(self.slots[a:b], self.monitor_cfg, self.device) for a, b in zip(bounds[:-1], bounds[1:])]
+        if not isinstance(compile, bool):
+            raise ConfigError(f"compile must be true or false, got {compile!r}")
+        self.compile = compile
+        self.groups = [
+            _Group(self.slots[a:b], self.monitor_cfg, self.device, compile) for a, b in zip(bounds[:-1], bounds[1:])
+        ]
         self._where = {sl.index: (gi, j) for gi, grp in enumerate(self.groups) for j, sl in enumerate(grp.slots)}
         self._workers = ThreadPoolExecutor(max_workers=g, thread_name_prefix="metacurr-batched") if g > 1 else None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metacurr-prefetch") if prefetch else None
         self._prefetched: dict[int, tuple[tuple, Future]] = {}
         self.key: tuple | None = None
+        self.forced_key: tuple | None = None
         self.actions: np.ndarray | None = None
         self._built = False
         # Sanitised indicators of every run, as `LearningState` holds them: (N, S, len(STAGE_FEATURES)) and (N, 5).
@@ -713,7 +848,10 @@ class BatchedRebalanceVecEnv(VecEnv):
         t0 = time.perf_counter()
         for slot, seed in zip(self.slots, self._seeds):
             slot.seed_rng(seed)
-        specs = [self._sample(slot, self._options[i], first=(i == 0)) for i, slot in enumerate(self.slots)]
+        if self.forced_key is not None:  # a shard of a ShardedBatchedVecEnv: slot 0 of shard 0 drew the key
+            self.key = self.forced_key
+        first = self.forced_key is None
+        specs = [self._sample(slot, self._options[i], first=first and i == 0) for i, slot in enumerate(self.slots)]
         curricula = [self._curriculum(slot, sp) for slot, sp in zip(self.slots, specs)]
         self.shape = _shape_of(curricula[0], self.monitor_cfg)
         for i, c in enumerate(curricula):

@@ -14,6 +14,9 @@ def register(sub) -> None:
     p.add_argument("--timesteps", type=int, help="override train.total_timesteps")
     p.add_argument("--n-envs", type=int, help="override train.n_envs")
     p.add_argument("--vec-env", help="override train.vec_env (dummy, subproc, batched)")
+    p.add_argument("--batched-processes", type=int, help="override train.batched_processes (vec_env: batched)")
+    p.add_argument("--batched-compile", action="store_true", default=None,
+                   help="set train.batched_compile: torch.compile the batched env's inner step and probe pass")
     p.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "disabled", "off"],
                    help="W&B mode (auto = online when logged in, else offline)")
     p.add_argument("--no-progress", action="store_true")
@@ -32,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["train"]["n_envs"] = args.n_envs
     if args.vec_env is not None:
         overrides["train"]["vec_env"] = args.vec_env
+    if args.batched_processes is not None:
+        overrides["train"]["batched_processes"] = args.batched_processes
+    if args.batched_compile:
+        overrides["train"]["batched_compile"] = True
     cfg = load_agent_config(args.config, overrides)
     out = check_out_dir(args.out)
     tracker = _tracker(args, cfg, out)

@@ -165,3 +165,19 @@ def test_periodic_eval_runs_on_validation_tasks_with_training_seeds(tmp_path, mo
     # every validation task, policy and heuristic, on a training seed only
     assert len(seen) == 2 * 7 and {s for *_, s in seen} == {TRAIN_SEED_MAX}
     assert "systematic" in {k for _, k, _ in seen}  # the validation set's harmful-noise tasks are among them
+
+
+def test_train_agent_on_sharded_batched_env(tmp_path):
+    """vec_env: batched with batched_processes: 2 trains through ShardedBatchedVecEnv and writes a bundle."""
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        "name: sharded\nenv: {distribution: default-mlp, max_stages: 4, control_steps: 3, inner_steps: 2}\n"
+        "train: {total_timesteps: 16, n_envs: 4, vec_env: batched, batched_processes: 2, checkpoint_every: 16}\n"
+        "ppo: {n_steps: 4, batch_size: 16, n_epochs: 1}\n"
+    )
+    rc = main(["train-agent", "--config", str(cfg), "--out", str(tmp_path / "run"), "--wandb", "disabled", "--no-progress"])
+    assert rc == 0
+    man = json.loads((tmp_path / "run" / "policy" / "manifest.json").read_text())
+    assert man["training_config"]["train"]["batched_processes"] == 2
+    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert s["status"] == "finished" and s["timesteps"] >= 16

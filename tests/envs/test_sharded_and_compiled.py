@@ -1,0 +1,167 @@
+"""The two throughput options of the batched env (issue 5): `ShardedBatchedVecEnv` (the N runs split
+over worker processes) and ``compile=True`` (torch.compile of the inner step and the probe pass).
+
+Sharding changes nothing but where the runs execute: slot i is bit for bit slot i of the in-process
+batched env. Compiling fuses kernels, so its numbers equal the eager env's up to float rounding; same
+seed, same numbers still holds within it."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from metacurr.envs.batched import BatchedRebalanceVecEnv, StackedOptimizer, fused_update
+from metacurr.envs.sharded import ShardedBatchedVecEnv
+from metacurr.errors import ConfigError
+
+FAST = {"control_steps": 3, "inner_steps": 2}
+needs_compiler = pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("c++") is None, reason="torch.compile (inductor) needs a C++ compiler"
+)
+
+
+def _kw(arch="mlp", **task):
+    return {"task": {"family": "mnist1d", "arch": arch, **task}, **FAST}
+
+
+def _roll(env, n, steps=4, seed=5, width=3):
+    env.seed(seed)
+    out = [env.reset()]
+    rng = np.random.default_rng(2)
+    infos = []
+    for _ in range(steps):  # crosses an episode end (control_steps 3): auto-reset in the workers
+        o, r, d, i = env.step(rng.uniform(-1, 1, (n, width)).astype(np.float32))
+        out += [o, r, d]
+        infos.append(i)
+    return out, infos
+
+
+def test_sharded_equals_in_process_batched_bit_for_bit():
+    n = 5
+    ref = BatchedRebalanceVecEnv(n_envs=n, threads=1, **_kw(optimizer="adamw", lr_schedule="cosine"))
+    sh = ShardedBatchedVecEnv(n, processes=2, **_kw(optimizer="adamw", lr_schedule="cosine"))
+    try:
+        assert sh.observation_space == ref.observation_space and sh.action_space == ref.action_space
+        assert sh.bounds == [(0, 2), (2, 5)] and sh.feature_names == ref.feature_names
+        a, ia = _roll(ref, n)
+        b, ib = _roll(sh, n)
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+        for xs, ys in zip(ia, ib):
+            for x, y in zip(xs, ys):
+                assert set(x) == set(y)
+                if "terminal_observation" in x:
+                    np.testing.assert_array_equal(x["terminal_observation"], y["terminal_observation"])
+        assert sh.get_attr("task_spec") == ref.get_attr("task_spec")
+        assert [i["control_step"] for i in sh.reset_infos] == [i["control_step"] for i in ref.reset_infos]
+        for i in (0, 4):
+            for k, v in ref.run_params(i).items():
+                torch.testing.assert_close(sh.run_params(i)[k], v, rtol=0, atol=0)
+    finally:
+        ref.close()
+        sh.close()
+
+
+def test_sharded_key_comes_from_slot_zero():
+    """With a task distribution, shard 0's slot 0 draws (family, arch, n_stages) for every shard, and
+    each slot samples what it would in one batched env."""
+    ref = BatchedRebalanceVecEnv(n_envs=4, distribution="mixed", **FAST)
+    sh = ShardedBatchedVecEnv(4, processes=2, distribution="mixed", **FAST)
+    try:
+        for e in (ref, sh):
+            e.seed(3)
+            e.reset()
+        specs = sh.get_attr("task_spec")
+        assert len({(s.family, s.arch, s.n_stages) for s in specs}) == 1
+        assert specs == ref.get_attr("task_spec")
+    finally:
+        ref.close()
+        sh.close()
+
+
+def test_sharded_vec_env_api_and_errors():
+    sh = ShardedBatchedVecEnv(4, processes=3, **_kw())
+    try:
+        sh.seed(0)
+        sh.reset()
+        sh.set_attr("note", 7, indices=[1, 3])
+        assert sh.get_attr("note", indices=[3, 1]) == [7, 7]
+        w = sh.env_method("current_weights", indices=[0, 2, 3])
+        assert len(w) == 3 and all(abs(x.sum() - 1) < 1e-9 for x in w)
+        assert sh.env_is_wrapped(object) == [False] * 4
+        assert sh.render_mode is None
+        sh.step(np.zeros((4, 3), np.float32))
+        assert sh.train_seconds > 0 and 0 < sh.monitor_time_fraction < 1
+        sh.wait_prefetch()
+        # An error raised in a worker is raised again here, as itself.
+        sh.set_options([{}, {}, {"task": {"family": "mnist1d", "arch": "cnn"}}, {}])
+        with pytest.raises(ConfigError, match="one \\(family, arch, n_stages\\)"):
+            sh.reset()
+    finally:
+        sh.close()
+    sh.close()  # idempotent
+    with pytest.raises(ConfigError, match="processes must be an integer in \\[1, n_envs=2\\]"):
+        ShardedBatchedVecEnv(2, processes=3, **_kw())
+    with pytest.raises(ConfigError, match="norm"):  # validated here, before any worker starts
+        ShardedBatchedVecEnv(2, processes=2, **_kw(norm=True))
+    with pytest.raises(ConfigError, match="threads"):
+        ShardedBatchedVecEnv(2, processes=2, threads=2, **_kw())
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw", "sgd"])
+def test_fused_update_is_the_per_run_optimizer(kind):
+    """The update the compiled step fuses = StackedOptimizer's per-run branch (runs at different step
+    counts and learning rates), here run eagerly; clipping coefficients scale the gradients first."""
+    g = torch.Generator().manual_seed(0)
+    shapes = [(3, 5, 4), (3, 4)]
+    p1 = [torch.randn(*s, generator=g) for s in shapes]
+    p2 = [p.clone() for p in p1]
+    ref, fused = StackedOptimizer(kind, p1), StackedOptimizer(kind, p2)
+    for step in range(4):
+        if step == 2:  # run 1 restarts: per-run step counts differ from here on
+            ref.reset_runs([1])
+            fused.reset_runs([1])
+        grads = [torch.randn(*s, generator=g) for s in shapes]
+        coef = torch.tensor([1.0, 0.5, 0.25])
+        lr = np.array([1e-2, 3e-3, 5e-3]) * (1 + step)
+        ref.step([gr * coef.view(-1, *([1] * (gr.dim() - 1))) for gr in grads], lr)
+        scalars = fused.fused_scalars(lr[None, :])
+        fused_update(kind, p2, fused.state, grads, coef, [sc[0] for sc in scalars])
+        for a, b in zip(p1, p2):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert (fused.steps == ref.steps).all()
+
+
+@needs_compiler
+def test_compiled_matches_eager_and_is_deterministic():
+    n = 3
+    task = {"optimizer": "adamw", "lr_schedule": "cosine", "grad_clip": 0.5, "augment": 0.05}
+    eager = BatchedRebalanceVecEnv(n_envs=n, **_kw(**task))
+    outs = []
+    for env in (eager, BatchedRebalanceVecEnv(n_envs=n, compile=True, **_kw(**task)),
+                BatchedRebalanceVecEnv(n_envs=n, compile=True, **_kw(**task))):  # fmt: skip
+        outs.append(_roll(env, n)[0])
+        env.close()
+    for x, y in zip(outs[0], outs[1]):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+    for x, y in zip(outs[1], outs[2]):  # same seed, same numbers
+        np.testing.assert_array_equal(x, y)
+
+
+@needs_compiler
+@pytest.mark.expensive
+@pytest.mark.parametrize(("arch", "task"), [("cnn", {"optimizer": "sgd"}), ("gru", {}), ("transformer", {})])
+def test_compiled_matches_eager_other_archs(arch, task):
+    n = 2
+    a = _roll(BatchedRebalanceVecEnv(n_envs=n, **_kw(arch, **task)), n, steps=2)[0]
+    b = _roll(BatchedRebalanceVecEnv(n_envs=n, compile=True, **_kw(arch, **task)), n, steps=2)[0]
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_flag_is_validated():
+    with pytest.raises(ConfigError, match="compile must be true or false"):
+        BatchedRebalanceVecEnv(n_envs=2, compile="yes", **_kw())
