@@ -9,8 +9,12 @@ the median of each is reported, so that load from other processes hits all of th
   (a') trainer  `InnerTrainer.run` alone (the env's training code without monitors): diagnostic.
   (b) env       one `RebalanceEnv` stepping (1 torch thread).
   (c) subproc   SB3 `SubprocVecEnv` with N envs, 1 torch thread per subprocess.
-  (d) batched   `BatchedRebalanceVecEnv` with N inner models in one process (``--batched-threads``,
-                default 1), and (d') the same with 2 threads (diagnostic).
+  (d) batched   the batched env as ``train.vec_env: batched`` runs it with ``batched_processes`` =
+                ``--batched-processes`` (default: the cores) and ``batched_compile`` = ``--compile``
+                (default on): `ShardedBatchedVecEnv` (one `BatchedRebalanceVecEnv` shard of N / P
+                runs per process) or, with P = 1, `BatchedRebalanceVecEnv` itself.
+  (d') in-process  `BatchedRebalanceVecEnv` with N runs in this process, eager, default worker
+                threads (diagnostic: what sharding and compiling add).
 
 Rates: inner steps/s (a, a', b) and env steps/s (b, c, d; one env step = ``inner_steps`` inner steps),
 each also as a ratio to (a) in inner-step units. Vector-env rates are measured inside episodes (no
@@ -241,6 +245,17 @@ def _retask(venv, arch: str, control_steps: int) -> None:
     venv.set_attr("fixed_task", TaskSpec(**_task(arch), control_steps=control_steps))
 
 
+def _make_batched(arch: str, n: int, processes: int, compile: bool, device: str, control_steps: int):
+    """(d): the batched env as ``make_vec_env`` builds it for these ``batched_*`` settings."""
+    from metacurr.envs.batched import BatchedRebalanceVecEnv
+    from metacurr.envs.sharded import ShardedBatchedVecEnv
+
+    kw = {**_env_kwargs(arch, control_steps, device), "compile": compile}
+    if processes > 1:
+        return ShardedBatchedVecEnv(n, processes=processes, **kw)
+    return BatchedRebalanceVecEnv(n_envs=n, **kw)
+
+
 def bench_arch(arch: str, args, subproc) -> dict:
     from metacurr.envs.batched import BatchedRebalanceVecEnv
 
@@ -250,10 +265,11 @@ def bench_arch(arch: str, args, subproc) -> dict:
     bare, trainer, single = Bare(arch, dev), TrainerOnly(arch, dev), SingleEnv(arch, dev, cs)
     _retask(subproc, arch, cs)
     sub = Vec(subproc, n, cs)
-    bvenv = BatchedRebalanceVecEnv(n_envs=n, threads=args.batched_threads, **_env_kwargs(arch, cs, dev))
-    threads = bvenv.threads
-    other_threads = 2 if threads == 1 else 1
-    bvenv2 = None if args.no_threads_check else BatchedRebalanceVecEnv(n_envs=n, threads=other_threads, **_env_kwargs(arch, cs, dev))
+    procs = args.batched_processes
+    bvenv = _make_batched(arch, n, procs, args.compile, dev, cs)
+    bvenv2 = None if args.no_variants else BatchedRebalanceVecEnv(n_envs=n, **_env_kwargs(arch, cs, dev))
+    threads = None if bvenv2 is None else bvenv2.threads
+    torch.set_num_threads(1)
     bat = Vec(bvenv, n, cs)
     bat2 = None if bvenv2 is None else Vec(bvenv2, n, cs)
     torch.set_num_threads(1)
@@ -284,7 +300,7 @@ def bench_arch(arch: str, args, subproc) -> dict:
         r["bat"].append(units / bat.last)
         r["bat_cpu"].append(units / bat.last_cpu)
         if bat2 is not None:
-            units = bat2.run(w_vec2)
+            units = bat2.run(w_vec)
             r["bat2"].append(units / bat2.last)
         if rep < episode_reps:
             units = sub.run_episodes(args.episodes)
@@ -293,11 +309,19 @@ def bench_arch(arch: str, args, subproc) -> dict:
             r["bat_ep"].append(units / bat.last)
         print(f"  [{arch}] rep {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
     med = {k: (statistics.median(v) if v else None) for k, v in r.items()}
-    one = bat if threads == 1 else bat2
-    mm_frac = None if one is None else _matmul_fraction(one, w_vec2)
+    bat_mon = bvenv.monitor_time_fraction
     bvenv.close()
     if bvenv2 is not None:
         bvenv2.close()
+    # One shard's work (N / P runs, 1 thread, same compile setting) alone, timed and then profiled:
+    # its share of time in matmul kernels bounds what removing everything else could give.
+    shard_n = int(np.ceil(n / procs))
+    shard = Vec(BatchedRebalanceVecEnv(n_envs=shard_n, threads=1, compile=args.compile, **_env_kwargs(arch, cs, dev)), shard_n, cs)
+    shard.run(1)
+    units = shard.run(w_vec)
+    shard_rate = units / shard.last
+    mm_frac = _matmul_fraction(shard, w_vec2)
+    shard.venv.close()
     bare_rate = med["bare"]
     out = {
         "n_envs": n,
@@ -314,14 +338,17 @@ def bench_arch(arch: str, args, subproc) -> dict:
         "batched_env_steps_per_s": med["bat"],
         "subproc_env_steps_per_cpu_s": med["sub_cpu"],
         "batched_env_steps_per_cpu_s": med["bat_cpu"],
-        "batched_threads": threads,
-        "batched_env_steps_per_s_other_threads": med["bat2"],
-        "batched_other_threads": None if bvenv2 is None else other_threads,
+        "batched_inprocess_threads": threads,
+        "batched_inprocess_env_steps_per_s": med["bat2"],
         "subproc_env_steps_per_s_with_resets": med["sub_ep"],
         "batched_env_steps_per_s_with_resets": med["bat_ep"],
-        "batched_monitor_time_fraction": bvenv.monitor_seconds / max(1e-9, bvenv.train_seconds + bvenv.monitor_seconds),
-        # Share of the 1-thread batched env's CPU time inside matrix-multiply kernels (torch profiler):
-        # what is left to remove is at most 1 - this; dividing by it bounds the batched rate.
+        "batched_processes": procs,
+        "batched_compile": args.compile,
+        "batched_monitor_time_fraction": bat_mon,
+        # One shard (N / P runs, 1 thread) alone: its rate and the share of its CPU time inside
+        # matrix-multiply kernels (torch profiler); dividing by that share bounds the batched rate.
+        "batched_shard_n_envs": shard_n,
+        "batched_shard_env_steps_per_s": shard_rate,
         "batched_matmul_time_fraction": mm_frac,
         "reps": args.reps,
         "raw": r,
@@ -344,15 +371,12 @@ MATMUL_OPS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
 
 def matmul_bound(r: dict) -> tuple[float, float] | None:
     """Upper bound of the batched env if everything but its matmul/conv kernels were free, from measured
-    fields: the 1-thread batched rate / its matmul share, times the worker threads of the default
-    configuration (perfect scaling across cores). Returns (env-steps/s, ratio to subproc) or None."""
-    mm = r.get("batched_matmul_time_fraction")
-    if not mm:
+    fields: one shard's 1-thread rate / its matmul share, times the processes (perfect scaling across
+    cores). Returns (env-steps/s, ratio to subproc) or None."""
+    mm, one = r.get("batched_matmul_time_fraction"), r.get("batched_shard_env_steps_per_s")
+    if not mm or not one:
         return None
-    one = r["batched_env_steps_per_s"] if r["batched_threads"] == 1 else r.get("batched_env_steps_per_s_other_threads")
-    if not one:
-        return None
-    bound = one / mm * r["batched_threads"]
+    bound = one / mm * r["batched_processes"]
     return bound, bound / r["subproc_env_steps_per_s"]
 
 
@@ -400,17 +424,18 @@ def table(results: dict, n: int) -> str:
     bound = [(a, r, matmul_bound(r)) for a, r in results.items() if matmul_bound(r)]
     if bound:
         lines.append(
-            "Batched env time in matmul/conv kernels (1 thread, profiler) and the rate if all else were free "
-            "(1-thread rate / that share x worker threads): "
+            "One shard's work alone (N / P runs, 1 thread): its time in matmul/conv kernels (profiler) and the "
+            "batched rate if all else were free (shard rate / that share x P): "
             + ", ".join(f"{a}: {r['batched_matmul_time_fraction']:.0%} -> {b[0]:.0f} env-steps/s = {b[1]:.1f}x subproc"
                         for a, r, b in bound)
         )  # fmt: skip
-    other = [(a, r["batched_env_steps_per_s_other_threads"], r["batched_other_threads"]) for a, r in results.items()]
+    other = [(a, r["batched_inprocess_env_steps_per_s"], r["batched_inprocess_threads"]) for a, r in results.items()]
     if any(v is not None for _, v, _ in other):
-        t = next(r["batched_threads"] for r in results.values())
+        first = next(iter(results.values()))
         lines.append(
-            f"Batched env worker threads: {t} (above) vs "
-            + ", ".join(f"{a}: {_fmt(v, '.1f')} env-steps/s with {o}" for a, v, o in other)
+            f"(d) = {first['batched_processes']} process(es), compile {'on' if first['batched_compile'] else 'off'}; "
+            "(d') the batched env in this process, eager (worker threads): "
+            + ", ".join(f"{a}: {_fmt(v, '.1f')} env-steps/s with {t} threads" for a, v, t in other)
         )
     return "\n".join(lines)
 
@@ -420,14 +445,17 @@ def readme_table(report: dict) -> str:
     m = report["machine"]
     archs = [a for a in ARCHS if a in report]
     n = report[archs[0]]["n_envs"]
+    r0 = report[archs[0]]
     lines = [
         f"Measured {report['date'][:16].replace('T', ' ')} by `{report['command']}`: {m['cpu_count']} CPU cores, "
         f"torch {m['torch']}, device {m['device']}; load average {m['load_average_start'][0]:.1f} at the start, "
-        f"{m['load_average_end'][0]:.1f} at the end; median of {report[archs[0]]['reps']} repeats; all configurations side by side.",
+        f"{m['load_average_end'][0]:.1f} at the end; median of {r0['reps']} repeats; all configurations side by side. "
+        f"(d): {r0['batched_processes']} worker process(es), torch.compile {'on' if r0['batched_compile'] else 'off'}.",
         "",
         f"| arch | (a) bare loop inner steps/s | (b) env inner steps/s (ratio to a) | env overhead | monitor time fraction "
-        f"| (c) SubprocVecEnv N={n} env steps/s | (d) batched N={n} env steps/s | batched / subproc | batched time in matmuls | bound if only matmuls cost |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| (c) SubprocVecEnv N={n} env steps/s | (d) batched N={n} env steps/s | batched / subproc "
+        f"| (d') batched in one process, eager | batched time in matmuls | bound if only matmuls cost |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in archs:
         r = report[a]
@@ -437,7 +465,8 @@ def readme_table(report: dict) -> str:
         lines.append(
             f"| {a} | {r['bare_inner_steps_per_s']:.0f} | {r['env_inner_steps_per_s']:.0f} ({r['ratios_to_bare']['env']:.2f}) "
             f"| {r['env_overhead_vs_bare']:.0%} | {r['monitor_time_fraction']:.0%} | {r['subproc_env_steps_per_s']:.1f} "
-            f"| {r['batched_env_steps_per_s']:.1f} | {r['batched_over_subproc']:.2f}x | {_fmt(mm, '.0%') if mm else '-'} "
+            f"| {r['batched_env_steps_per_s']:.1f} | {r['batched_over_subproc']:.2f}x "
+            f"| {_fmt(r.get('batched_inprocess_env_steps_per_s'), '.1f')} | {_fmt(mm, '.0%') if mm else '-'} "
             f"| {f'{bound:.1f}x subproc' if bound else '-'} |"
         )
     return "\n".join(lines)
@@ -453,9 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--reps", type=int, help="repetitions per configuration (median reported; default 5, quick 3)")
     ap.add_argument("--control-steps", type=int, default=20, help="episode length (agent training default: 20)")
-    ap.add_argument("--batched-threads", type=int, help="worker threads of the batched env (default: its own default, "
-                    "the available cores up to N/4)")
-    ap.add_argument("--no-threads-check", action="store_true", help="skip the batched env at the other thread count")
+    ap.add_argument("--batched-processes", type=int, help="(d): worker processes of the batched env (default: the "
+                    "cores, at most N)")
+    ap.add_argument("--no-compile", dest="compile", action="store_false", help="(d): eager batched env (default: compiled)")
+    ap.add_argument("--no-variants", action="store_true", help="skip (d'), the in-process eager batched env")
     ap.add_argument("--episodes", type=int, help="episodes per with-resets window (default 3, quick 2)")
     ap.add_argument("--full-episodes", action="store_true", help="also time whole episodes for gru/transformer (slow)")
     args = ap.parse_args(argv)
@@ -468,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"unknown arch {bad[0]!r}; valid choices: {', '.join(ARCHS)}")
     args.reps = args.reps or (3 if args.quick else 5)
+    args.batched_processes = args.batched_processes or min(os.cpu_count() or 1, args.n_envs)
+    if not 1 <= args.batched_processes <= args.n_envs:
+        ap.error(f"--batched-processes must be in [1, --n-envs={args.n_envs}], got {args.batched_processes}")
     args.episodes = args.episodes or (1 if args.quick else 3)
     os.environ.setdefault("WANDB_MODE", "disabled")
     torch.set_num_threads(1)
@@ -490,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": {"bare": 1, "trainer": 1, "env": 1, "subproc_per_process": 1,
-                          "batched": "1 intra-op thread per worker thread; worker threads per arch in batched_threads"},
+                          "batched": "(d) 1 per shard process; (d') 1 intra-op thread per worker thread"},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": args.device,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
