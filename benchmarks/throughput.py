@@ -14,7 +14,8 @@ the median of each is reported, so that load from other processes hits all of th
                 (default on): `ShardedBatchedVecEnv` (one `BatchedRebalanceVecEnv` shard of N / P
                 runs per process) or, with P = 1, `BatchedRebalanceVecEnv` itself.
   (d') in-process  `BatchedRebalanceVecEnv` with N runs in this process, eager, default worker
-                threads (diagnostic: what sharding and compiling add).
+                threads, and (d'') sharded over the same processes as (d) but eager (diagnostics:
+                what sharding and compiling each add).
 
 Rates: inner steps/s (a, a', b) and env steps/s (b, c, d; one env step = ``inner_steps`` inner steps),
 each also as a ratio to (a) in inner-step units. Vector-env rates are measured inside episodes (no
@@ -269,15 +270,19 @@ def bench_arch(arch: str, args, subproc) -> dict:
     bvenv = _make_batched(arch, n, procs, args.compile, dev, cs)
     bvenv2 = None if args.no_variants else BatchedRebalanceVecEnv(n_envs=n, **_env_kwargs(arch, cs, dev))
     threads = None if bvenv2 is None else bvenv2.threads
+    bvenv3 = None if (args.no_variants or procs == 1 or not args.compile) else _make_batched(arch, n, procs, False, dev, cs)
     torch.set_num_threads(1)
     bat = Vec(bvenv, n, cs)
+    bat3 = None if bvenv3 is None else Vec(bvenv3, n, cs)
     bat2 = None if bvenv2 is None else Vec(bvenv2, n, cs)
     torch.set_num_threads(1)
     # Warm-up (allocator, lazy init) outside the timings.
     bare.run(1), trainer.run(1), single.run(1), sub.run(1), bat.run(1)
     if bat2 is not None:
         bat2.run(1)
-    r: dict[str, list[float]] = {k: [] for k in ("bare", "trainer", "env", "env_mon", "sub", "sub_cpu", "bat", "bat_cpu", "bat2", "sub_ep", "bat_ep")}
+    if bat3 is not None:
+        bat3.run(1)
+    r: dict[str, list[float]] = {k: [] for k in ("bare", "trainer", "env", "env_mon", "sub", "sub_cpu", "bat", "bat_cpu", "bat2", "bat3", "sub_ep", "bat_ep")}
     episode_reps = args.reps if (arch in ("mlp", "cnn") or args.full_episodes) else 0
     if args.quick:
         episode_reps = min(episode_reps, 2)
@@ -302,6 +307,9 @@ def bench_arch(arch: str, args, subproc) -> dict:
         if bat2 is not None:
             units = bat2.run(w_vec)
             r["bat2"].append(units / bat2.last)
+        if bat3 is not None:
+            units = bat3.run(w_vec)
+            r["bat3"].append(units / bat3.last)
         if rep < episode_reps:
             units = sub.run_episodes(args.episodes)
             r["sub_ep"].append(units / sub.last)
@@ -310,9 +318,9 @@ def bench_arch(arch: str, args, subproc) -> dict:
         print(f"  [{arch}] rep {rep + 1}/{args.reps} done", file=sys.stderr, flush=True)
     med = {k: (statistics.median(v) if v else None) for k, v in r.items()}
     bat_mon = bvenv.monitor_time_fraction
-    bvenv.close()
-    if bvenv2 is not None:
-        bvenv2.close()
+    for v in (bvenv, bvenv2, bvenv3):
+        if v is not None:
+            v.close()
     # One shard's work (N / P runs, 1 thread, same compile setting) alone, timed and then profiled:
     # its share of time in matmul kernels bounds what removing everything else could give.
     shard_n = int(np.ceil(n / procs))
@@ -340,6 +348,7 @@ def bench_arch(arch: str, args, subproc) -> dict:
         "batched_env_steps_per_cpu_s": med["bat_cpu"],
         "batched_inprocess_threads": threads,
         "batched_inprocess_env_steps_per_s": med["bat2"],
+        "batched_sharded_eager_env_steps_per_s": med["bat3"],
         "subproc_env_steps_per_s_with_resets": med["sub_ep"],
         "batched_env_steps_per_s_with_resets": med["bat_ep"],
         "batched_processes": procs,
@@ -437,6 +446,9 @@ def table(results: dict, n: int) -> str:
             "(d') the batched env in this process, eager (worker threads): "
             + ", ".join(f"{a}: {_fmt(v, '.1f')} env-steps/s with {t} threads" for a, v, t in other)
         )
+    eager = [(a, r.get("batched_sharded_eager_env_steps_per_s")) for a, r in results.items()]
+    if any(v is not None for _, v in eager):
+        lines.append("(d'') sharded as (d), eager: " + ", ".join(f"{a}: {_fmt(v, '.1f')} env-steps/s" for a, v in eager))
     return "\n".join(lines)
 
 
@@ -454,8 +466,8 @@ def readme_table(report: dict) -> str:
         "",
         f"| arch | (a) bare loop inner steps/s | (b) env inner steps/s (ratio to a) | env overhead | monitor time fraction "
         f"| (c) SubprocVecEnv N={n} env steps/s | (d) batched N={n} env steps/s | batched / subproc "
-        f"| (d') batched in one process, eager | batched time in matmuls | bound if only matmuls cost |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| (d') batched in one process, eager | (d'') sharded, eager | batched time in matmuls | bound if only matmuls cost |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in archs:
         r = report[a]
@@ -466,7 +478,8 @@ def readme_table(report: dict) -> str:
             f"| {a} | {r['bare_inner_steps_per_s']:.0f} | {r['env_inner_steps_per_s']:.0f} ({r['ratios_to_bare']['env']:.2f}) "
             f"| {r['env_overhead_vs_bare']:.0%} | {r['monitor_time_fraction']:.0%} | {r['subproc_env_steps_per_s']:.1f} "
             f"| {r['batched_env_steps_per_s']:.1f} | {r['batched_over_subproc']:.2f}x "
-            f"| {_fmt(r.get('batched_inprocess_env_steps_per_s'), '.1f')} | {_fmt(mm, '.0%') if mm else '-'} "
+            f"| {_fmt(r.get('batched_inprocess_env_steps_per_s'), '.1f')} | {_fmt(r.get('batched_sharded_eager_env_steps_per_s'), '.1f')} "
+            f"| {_fmt(mm, '.0%') if mm else '-'} "
             f"| {f'{bound:.1f}x subproc' if bound else '-'} |"
         )
     return "\n".join(lines)
