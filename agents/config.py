@@ -82,8 +82,9 @@ class TrainConfig:
     (``benchmarks/README.md``)."""
     batched_compile: bool = False
     """``vec_env: batched`` only: run each inner step (forward, backward, clipping, optimiser) and the
-    probe pass as ``torch.compile``d programs. Needs a C++ compiler; compiles for ~15 s per process at
-    the start; results equal the eager batched env's up to float rounding, not bit for bit."""
+    probe pass as ``torch.compile``d programs. Needs a C++ compiler; compiles for ~5-15 s per process at
+    the start; results equal the eager batched env's up to float rounding, not bit for bit. Measured
+    faster for MLP and GRU tasks and slower for the CNN (``benchmarks/README.md``)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,85 @@
+"""Where one batched-env shard spends its time (issue 5: what limits the batched env).
+
+    python benchmarks/profile_shard.py [--arch mlp] [--n-envs 8] [--eager] [--steps 20]
+
+One `BatchedRebalanceVecEnv` shard as a worker of ``ShardedBatchedVecEnv(16, processes=2)`` runs it
+(8 runs, 1 thread, compiled unless ``--eager``), default task (mnist1d, 3 stages, batch 64 per stage,
+10 inner steps per control step). Prints, after a warm-up:
+
+1. the shard's rate and its split between training and the probe pass;
+2. the torch profiler's top ops by self time, with inductor's fused kernels named
+   (``torch._inductor.config.cpp.enable_kernel_profile``);
+3. every matmul shape with its time per call and achieved GFLOP/s;
+4. the time to build one curriculum of the training distribution ``default-mlp`` (what each episode
+   reset costs in a PPO run, outside the benchmark's in-episode windows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", default="mlp", choices=["mlp", "cnn", "gru", "transformer"])
+    ap.add_argument("--n-envs", type=int, default=8)
+    ap.add_argument("--eager", action="store_true", help="profile the eager env (default: compiled)")
+    ap.add_argument("--steps", type=int, default=20, help="control steps profiled (the rate uses 5x as many)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    import torch._inductor.config as inductor_config
+
+    inductor_config.cpp.enable_kernel_profile = True
+    from torch.profiler import ProfilerActivity, profile
+
+    from metacurr.envs.batched import BatchedRebalanceVecEnv
+
+    n = args.n_envs
+    task = {"family": "mnist1d", "arch": args.arch, "n_stages": 3, "batch_size": 64, "inner_steps": 10}
+    env = BatchedRebalanceVecEnv(n, task=task, control_steps=10**6, inner_steps=10, threads=1, compile=not args.eager)
+    env.seed(0)
+    env.reset()
+    a = np.zeros((n, 3), dtype=np.float32)
+    for _ in range(3):
+        env.step(a)
+    g = env.groups[0]
+    g.train_seconds = g.monitor_seconds = 0.0
+    k = 5 * args.steps
+    t0 = time.perf_counter()
+    for _ in range(k):
+        env.step(a)
+    dt = time.perf_counter() - t0
+    print(f"{args.arch}, {n} runs, 1 thread, {'eager' if args.eager else 'compiled'}: {n * k / dt:.0f} env-steps/s; "
+          f"{dt / k * 1e3:.2f} ms per control step = train {g.train_seconds / k * 1e3:.2f} + probe pass "
+          f"{g.monitor_seconds / k * 1e3:.2f} + env glue {(dt - g.train_seconds - g.monitor_seconds) / k * 1e3:.2f}")  # fmt: skip
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(args.steps):
+            env.step(a)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=70))
+    print("matmul shapes (per call, achieved GFLOP/s):")
+    for e in sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total):
+        if e.key not in ("aten::bmm", "aten::baddbmm") or not e.input_shapes:
+            continue
+        shp = e.input_shapes
+        (b, m, kk), (_, _, nn) = (shp[0], shp[1]) if e.key == "aten::bmm" else (shp[1], shp[2])
+        us = e.self_cpu_time_total / e.count
+        print(f"  {e.key:14s} ({b},{m},{kk})x({b},{kk},{nn}) x{e.count // args.steps}/step {us:8.1f} us {2 * b * m * kk * nn / us / 1e3:6.1f} GFLOP/s")
+    env.close()
+
+    from metacurr.envs.task_distribution import get_distribution
+    from metacurr.tasks import build_curriculum
+
+    rng = np.random.default_rng(0)
+    specs = [get_distribution("default-mlp").sample(rng) for _ in range(20)]
+    t0 = time.perf_counter()
+    for s in specs:
+        build_curriculum(s.family, s.n_stages, s.seed, s.params)
+    print(f"curriculum build (default-mlp, mean of 20): {(time.perf_counter() - t0) / 20 * 1e3:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
