@@ -29,8 +29,13 @@ __all__ = ["ShardedBatchedVecEnv"]
 
 
 def _worker(conn, n: int, kwargs: dict) -> None:
+    import signal
+
     import torch
 
+    # Ctrl-C reaches the whole process group: the parent handles it (train-agent checkpoints, then
+    # closes this env), so a worker must not die mid-step with its own traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     from metacurr.envs.batched import BatchedRebalanceVecEnv
 
@@ -137,15 +142,33 @@ class ShardedBatchedVecEnv(VecEnv):
 
     # ---- plumbing ----
 
+    def _dead(self, remote) -> RuntimeError:
+        k = self.remotes.index(remote)
+        proc = self.processes[k]
+        proc.join(timeout=1)
+        return RuntimeError(
+            f"batched env worker {k} (pid {proc.pid}) died with exit code {proc.exitcode} "
+            "(out of memory? killed?); its runs are lost"
+        )
+
+    def _send(self, remote, msg) -> None:
+        try:
+            remote.send(msg)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            raise self._dead(remote) from None
+
     def _recv(self, remote):
-        status, out = remote.recv()
+        try:
+            status, out = remote.recv()
+        except (EOFError, ConnectionResetError):
+            raise self._dead(remote) from None
         if status == "error":
             raise out
         return out
 
     def _all(self, cmd: str, args: list) -> list:
         for r, a in zip(self.remotes, args):
-            r.send((cmd, a))
+            self._send(r, (cmd, a))
         return [self._recv(r) for r in self.remotes]
 
     def _local(self, indices) -> list[tuple[int, list[int]]]:
@@ -164,10 +187,10 @@ class ShardedBatchedVecEnv(VecEnv):
     def reset(self):
         seeds, options = self._seeds, self._options
         (a0, b0), r0 = self.bounds[0], self.remotes[0]
-        r0.send(("reset", (seeds[a0:b0], options[a0:b0], None)))
+        self._send(r0, ("reset", (seeds[a0:b0], options[a0:b0], None)))
         obs0, infos0, self.key = self._recv(r0)  # shard 0's slot 0 draws the batch's task key
         for (a, b), r in zip(self.bounds[1:], self.remotes[1:]):
-            r.send(("reset", (seeds[a:b], options[a:b], self.key)))
+            self._send(r, ("reset", (seeds[a:b], options[a:b], self.key)))
         rest = [self._recv(r) for r in self.remotes[1:]]
         self.reset_infos = list(infos0) + [i for _, infos, _ in rest for i in infos]
         self._reset_seeds()
@@ -177,7 +200,7 @@ class ShardedBatchedVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions)
         for (a, b), r in zip(self.bounds, self.remotes):
-            r.send(("step", actions[a:b]))
+            self._send(r, ("step", actions[a:b]))
 
     def step_wait(self):
         outs = [self._recv(r) for r in self.remotes]
@@ -208,7 +231,7 @@ class ShardedBatchedVecEnv(VecEnv):
     def _per_shard(self, cmd: str, make_arg, indices) -> list:
         parts = self._local(indices)
         for s, local in parts:
-            self.remotes[s].send((cmd, make_arg(local)))
+            self._send(self.remotes[s], (cmd, make_arg(local)))
         return [x for s, _ in parts for x in self._recv(self.remotes[s])]
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
@@ -216,7 +239,7 @@ class ShardedBatchedVecEnv(VecEnv):
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
         for s, local in self._local(indices):
-            self.remotes[s].send(("set_attr", (attr_name, value, local)))
+            self._send(self.remotes[s], ("set_attr", (attr_name, value, local)))
             self._recv(self.remotes[s])
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
@@ -256,7 +279,7 @@ class ShardedBatchedVecEnv(VecEnv):
 
     def run_params(self, i: int) -> dict:
         (s, (j,)), = self._local([i])
-        self.remotes[s].send(("run_params", j))
+        self._send(self.remotes[s], ("run_params", j))
         return self._recv(self.remotes[s])
 
     def __del__(self):

@@ -165,3 +165,16 @@ def test_compiled_matches_eager_other_archs(arch, task):
 def test_compile_flag_is_validated():
     with pytest.raises(ConfigError, match="compile must be true or false"):
         BatchedRebalanceVecEnv(n_envs=2, compile="yes", **_kw())
+
+
+def test_a_dead_worker_is_a_clear_error():
+    sh = ShardedBatchedVecEnv(2, processes=2, **_kw())
+    try:
+        sh.seed(0)
+        sh.reset()
+        sh.processes[1].kill()
+        sh.processes[1].join(timeout=10)
+        with pytest.raises(RuntimeError, match="worker 1 .* died with exit code -9"):
+            sh.step(np.zeros((2, 3), np.float32))
+    finally:
+        sh.close()
