@@ -78,13 +78,13 @@ class TrainConfig:
     """Torch threads of the learner process (env subprocesses always use 1)."""
     batched_processes: int = 1
     """``vec_env: batched`` only: worker processes the N inner runs are split over (1: this process,
-    worker threads). Slot i is the same run either way; on 2 cores 2 processes step fastest
-    (``benchmarks/README.md``)."""
+    worker threads). Slot i is the same run either way; on 2 cores 2 processes stepped fastest for
+    MLP, GRU and transformer tasks and the in-process env for the CNN (``benchmarks/README.md``)."""
     batched_compile: bool = False
     """``vec_env: batched`` only: run each inner step (forward, backward, clipping, optimiser) and the
     probe pass as ``torch.compile``d programs. Needs a C++ compiler; compiles for ~5-15 s per process at
     the start; results equal the eager batched env's up to float rounding, not bit for bit. Measured
-    faster for MLP and GRU tasks and slower for the CNN (``benchmarks/README.md``)."""
+    faster for MLP, GRU and transformer tasks and slower for the CNN (``benchmarks/README.md``)."""
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,8 @@ def train_agent(
         "env_steps_per_s": steps / wall if wall > 0 else None,
         "n_envs": cfg.train.n_envs,
         "vec_env": cfg.train.vec_env,
+        "batched_processes": cfg.train.batched_processes,
+        "batched_compile": cfg.train.batched_compile,
     }
     if status == "finished":
         summary["bundle"] = str(save_policy_bundle(out, model, venv, cfg, {"timesteps": int(model.num_timesteps)}))

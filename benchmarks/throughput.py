@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batched-processes", type=int, help="(d): worker processes of the batched env (default: the "
                     "cores, at most N)")
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="(d): eager batched env (default: compiled)")
-    ap.add_argument("--no-variants", action="store_true", help="skip (d'), the in-process eager batched env")
+    ap.add_argument("--no-variants", action="store_true", help="skip (d') and (d''), the eager batched variants")
     ap.add_argument("--episodes", type=int, help="episodes per with-resets window (default 3, quick 2)")
     ap.add_argument("--full-episodes", action="store_true", help="also time whole episodes for gru/transformer (slow)")
     args = ap.parse_args(argv)
@@ -511,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"unknown arch {bad[0]!r}; valid choices: {', '.join(ARCHS)}")
     args.reps = args.reps or (3 if args.quick else 5)
-    args.batched_processes = args.batched_processes or min(os.cpu_count() or 1, args.n_envs)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    args.batched_processes = args.batched_processes or min(cores, args.n_envs)
     if not 1 <= args.batched_processes <= args.n_envs:
         ap.error(f"--batched-processes must be in [1, --n-envs={args.n_envs}], got {args.batched_processes}")
     args.episodes = args.episodes or (1 if args.quick else 3)

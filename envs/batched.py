@@ -56,8 +56,8 @@ matmuls fuse into a few C++ loops. Per-run step counts and learning rates enter 
 (`StackedOptimizer.fused_scalars`), so nothing recompiles during training; a new task shape compiles
 once (~5-15 s on 2 cores; the first call of each compiled function holds a lock, worker threads
 share dynamo). Numbers equal the eager env's up to float rounding (tested), and repeat exactly for a
-seed. Subsets of runs (individual resets) are measured eagerly. Measured: faster for MLP and GRU
-tasks, slower for the CNN (``benchmarks/README.md``).
+seed. Subsets of runs (individual resets) are measured eagerly. Measured: faster for MLP, GRU and
+transformer tasks, slower for the CNN (``benchmarks/README.md``).
 
 `BatchedRebalanceVectorEnv` adapts the env to the ``gymnasium.vector.VectorEnv`` API.
 """
@@ -70,6 +70,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -224,8 +225,9 @@ class StackedOptimizer:
         return (self.bufs,) if self.kind == "sgd" else (self.exp_avgs, self.exp_avg_sqs)
 
 
-def fused_update(kind: str, params, state, grads, coef: torch.Tensor, scalars) -> None:
-    """`StackedOptimizer.step`'s per-run branch on gradients scaled by the per-run clipping ``coef``,
+def fused_update(kind: str, params, state, grads, coef: torch.Tensor | None, scalars) -> None:
+    """`StackedOptimizer.step`'s per-run branch on gradients scaled by the per-run clipping ``coef``
+    (None: unscaled),
     written as plain tensor operations (in place on ``params`` and ``state``) so that ``torch.compile``
     can fuse the whole update into a few loops. ``scalars``: `StackedOptimizer.fused_scalars`."""
 
@@ -235,14 +237,14 @@ def fused_update(kind: str, params, state, grads, coef: torch.Tensor, scalars) -
     if kind == "sgd":
         neg_lr, fresh = scalars
         for p, b, g in zip(params, state[0], grads):
-            g = g * per_run(coef, g)
+            g = g if coef is None else g * per_run(coef, g)
             b.copy_(torch.where(per_run(fresh, g) > 0, g, b * SGD_MOMENTUM + g))
             p.add_(b * per_run(neg_lr, p))
         return
     beta1, beta2 = ADAM_BETAS
     step_size, bc2_sqrt, decay = scalars
     for p, m, v, g in zip(params, state[0], state[1], grads):
-        g = g * per_run(coef, g)
+        g = g if coef is None else g * per_run(coef, g)
         if kind == "adamw":
             p.mul_(per_run(decay, p))
         m.lerp_(g, 1 - beta1)
@@ -261,7 +263,9 @@ def _fused_inner_step(forward, names, kind, clip, params, state, x, y, w, scalar
     grads = torch.autograd.grad((w * per_stage).sum(), params)
     norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), 2.0, dim=1) for g in grads], 1)
     total = torch.linalg.vector_norm(norms, 2.0, dim=1)
-    coef = torch.clamp(clip / (total + 1e-6), max=1.0)
+    # Without clipping (clip = inf) the gradients are used as they are, as in the eager path: an
+    # infinite norm would otherwise give a NaN coefficient.
+    coef = None if clip == float("inf") else torch.clamp(clip / (total + 1e-6), max=1.0)
     with torch.no_grad():
         fused_update(kind, params, state, grads, coef, scalars)
     return per_stage.detach(), total.detach()
@@ -754,6 +758,9 @@ class BatchedRebalanceVecEnv(VecEnv):
         bounds = np.linspace(0, n_envs, g + 1).round().astype(int)
         if not isinstance(compile, bool):
             raise ConfigError(f"compile must be true or false, got {compile!r}")
+        if compile and self.device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+            raise ConfigError("compile: true needs a C++ compiler on PATH (g++, c++ or clang++) for torch.compile on the CPU; "
+                              "install one or set compile / train.batched_compile to false")
         self.compile = compile
         self.groups = [
             _Group(self.slots[a:b], self.monitor_cfg, self.device, compile) for a, b in zip(bounds[:-1], bounds[1:])
@@ -764,6 +771,7 @@ class BatchedRebalanceVecEnv(VecEnv):
         self._prefetched: dict[int, tuple[tuple, Future]] = {}
         self.key: tuple | None = None
         self.forced_key: tuple | None = None
+        self.slot_offset = 0  # a shard's first global slot (error messages)
         self.actions: np.ndarray | None = None
         self._built = False
         # Sanitised indicators of every run, as `LearningState` holds them: (N, S, len(STAGE_FEATURES)) and (N, 5).
@@ -802,7 +810,7 @@ class BatchedRebalanceVecEnv(VecEnv):
             self.key = task_key(spec)
         elif task_key(spec) != self.key:
             raise ConfigError(
-                f"the batched env trains one (family, arch, n_stages) = {self.key}; slot {slot.index} got "
+                f"the batched env trains one (family, arch, n_stages) = {self.key}; slot {slot.index + self.slot_offset} got "
                 f"{task_key(spec)}; use vec_env: subproc for mixed batches"
             )
         if spec.norm:
@@ -835,7 +843,7 @@ class BatchedRebalanceVecEnv(VecEnv):
         got = _shape_of(cur, self.monitor_cfg)
         if got != self.shape:
             raise ConfigError(
-                f"slot {slot}: curriculum {got} differs from the batch's {self.shape}; the batched env needs "
+                f"slot {slot + self.slot_offset}: curriculum {got} differs from the batch's {self.shape}; the batched env needs "
                 "equal stage sizes, input shape, class count and val size in every run"
             )
 

@@ -1,14 +1,15 @@
 """`ShardedBatchedVecEnv`: a `BatchedRebalanceVecEnv` split over worker processes.
 
 The batched env steps its N runs as stacked torch programs; inside one process, its worker threads
-share the GIL, so the Python between two small kernels serialises them, and on 2 cores two threads
-ran only ~1.1-1.4x one (``benchmarks/README.md``). Here the N runs are split into ``processes`` shards,
+share the GIL, so the Python between two small kernels serialises them: on 2 cores two threads ran
+the MLP task 1.44x one (810 vs 563.5 env-steps/s, ``benchmarks/results/throughput-2026-11-25.json``),
+two processes 1.12x the two threads (853 vs 759, ``throughput-2026-11-25-sharded.json``). Here the N runs are split into ``processes`` shards,
 each a `BatchedRebalanceVecEnv` with one thread in its own process (spawned, one torch thread each),
 stepped in parallel and joined once per control step, like SB3's ``SubprocVecEnv`` but with a batched
 env instead of one env per process.
 
-Slot i is the same run as slot i of one `BatchedRebalanceVecEnv(N)` with the same seeds and actions
-(up to float rounding): SB3 ``seed(s)`` gives slot i the seed ``s + i`` here too, and the (family,
+Slot i is the same run as slot i of one `BatchedRebalanceVecEnv(N)` with the same seeds and actions,
+bit for bit with one worker thread per shard (tested): SB3 ``seed(s)`` gives slot i the seed ``s + i`` here too, and the (family,
 arch, n_stages) that the batch trains is drawn by slot 0 (shard 0) at an explicit ``reset()`` and
 handed to the other shards, whose slots then sample the restricted distribution as any slot but
 the first does. Errors raised in a worker (a `ConfigError`, say) are raised again in the caller.
@@ -28,7 +29,7 @@ from metacurr.errors import ConfigError
 __all__ = ["ShardedBatchedVecEnv"]
 
 
-def _worker(conn, n: int, kwargs: dict) -> None:
+def _worker(conn, n: int, offset: int, kwargs: dict) -> None:
     import signal
 
     import torch
@@ -42,6 +43,7 @@ def _worker(conn, n: int, kwargs: dict) -> None:
     env = None
     try:
         env = BatchedRebalanceVecEnv(n_envs=n, threads=1, **kwargs)
+        env.slot_offset = offset  # messages name global slots
         conn.send(("ok", None))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", _portable(exc)))
@@ -129,7 +131,7 @@ class ShardedBatchedVecEnv(VecEnv):
         self.remotes, self.processes = [], []
         for a, b in self.bounds:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, b - a, kwargs), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, b - a, a, kwargs), daemon=True)
             proc.start()
             child.close()
             self.remotes.append(parent)
@@ -166,10 +168,24 @@ class ShardedBatchedVecEnv(VecEnv):
             raise out
         return out
 
+    def _gather(self, remotes: list) -> list:
+        """The replies of ``remotes`` in order. Every reply is read before the first error is raised,
+        so that no stale reply is left in a pipe for the next command to read."""
+        outs, err = [], None
+        for r in remotes:
+            try:
+                outs.append(self._recv(r))
+            except Exception as exc:  # noqa: BLE001 - re-raised below
+                err = err or exc
+                outs.append(None)
+        if err is not None:
+            raise err
+        return outs
+
     def _all(self, cmd: str, args: list) -> list:
         for r, a in zip(self.remotes, args):
             self._send(r, (cmd, a))
-        return [self._recv(r) for r in self.remotes]
+        return self._gather(self.remotes)
 
     def _local(self, indices) -> list[tuple[int, list[int]]]:
         """(shard, local indices) for global ``indices``, in the order given."""
@@ -191,19 +207,23 @@ class ShardedBatchedVecEnv(VecEnv):
         obs0, infos0, self.key = self._recv(r0)  # shard 0's slot 0 draws the batch's task key
         for (a, b), r in zip(self.bounds[1:], self.remotes[1:]):
             self._send(r, ("reset", (seeds[a:b], options[a:b], self.key)))
-        rest = [self._recv(r) for r in self.remotes[1:]]
+        rest = self._gather(self.remotes[1:])
         self.reset_infos = list(infos0) + [i for _, infos, _ in rest for i in infos]
         self._reset_seeds()
         self._reset_options()
         return np.concatenate([obs0] + [o for o, _, _ in rest])
 
     def step_async(self, actions: np.ndarray) -> None:
-        actions = np.asarray(actions)
+        if self.key is None:
+            raise RuntimeError("call reset() before step()")
+        actions = np.asarray(actions).reshape(self.num_envs, -1)
+        if actions.shape[1] < self.key[2]:  # checked here so that no shard steps when another refuses
+            raise ConfigError(f"action has {actions.shape[1]} entries for {self.key[2]} stages")
         for (a, b), r in zip(self.bounds, self.remotes):
             self._send(r, ("step", actions[a:b]))
 
     def step_wait(self):
-        outs = [self._recv(r) for r in self.remotes]
+        outs = self._gather(self.remotes)
         infos = [i for o in outs for i in o[3]]
         for (a, b), o in zip(self.bounds, outs):
             if o[4] is not None:  # the worker auto-reset some of its slots
@@ -219,28 +239,36 @@ class ShardedBatchedVecEnv(VecEnv):
         for r in self.remotes:
             try:
                 r.send(("close", None))
-                r.recv()
-            except (BrokenPipeError, EOFError, ConnectionResetError):
+            except (BrokenPipeError, EOFError, ConnectionResetError, OSError):
                 pass
+        for r in self.remotes:
+            try:
+                if r.poll(10):  # a worker stuck in a step does not hang close(): it is terminated below
+                    r.recv()
+            except (EOFError, ConnectionResetError, OSError):
+                pass
+            r.close()
         for p in self.processes:
             p.join(timeout=10)
             if p.is_alive():
                 p.terminate()
+                p.join(timeout=5)
         self.closed = True
 
     def _per_shard(self, cmd: str, make_arg, indices) -> list:
         parts = self._local(indices)
         for s, local in parts:
             self._send(self.remotes[s], (cmd, make_arg(local)))
-        return [x for s, _ in parts for x in self._recv(self.remotes[s])]
+        return [x for out in self._gather([self.remotes[s] for s, _ in parts]) for x in out]
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
         return self._per_shard("get_attr", lambda local: (attr_name, local), indices)
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
-        for s, local in self._local(indices):
+        parts = self._local(indices)
+        for s, local in parts:
             self._send(self.remotes[s], ("set_attr", (attr_name, value, local)))
-            self._recv(self.remotes[s])
+        self._gather([self.remotes[s] for s, _ in parts])
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
         return self._per_shard("env_method", lambda local: (method_name, method_args, method_kwargs, local), indices)

@@ -15,8 +15,8 @@ def register(sub) -> None:
     p.add_argument("--n-envs", type=int, help="override train.n_envs")
     p.add_argument("--vec-env", help="override train.vec_env (dummy, subproc, batched)")
     p.add_argument("--batched-processes", type=int, help="override train.batched_processes (vec_env: batched)")
-    p.add_argument("--batched-compile", action="store_true", default=None,
-                   help="set train.batched_compile: torch.compile the batched env's inner step and probe pass")
+    p.add_argument("--batched-compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="override train.batched_compile: torch.compile the batched env's inner step and probe pass")
     p.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "disabled", "off"],
                    help="W&B mode (auto = online when logged in, else offline)")
     p.add_argument("--no-progress", action="store_true")
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["train"]["vec_env"] = args.vec_env
     if args.batched_processes is not None:
         overrides["train"]["batched_processes"] = args.batched_processes
-    if args.batched_compile:
-        overrides["train"]["batched_compile"] = True
+    if args.batched_compile is not None:
+        overrides["train"]["batched_compile"] = args.batched_compile
     cfg = load_agent_config(args.config, overrides)
     out = check_out_dir(args.out)
     tracker = _tracker(args, cfg, out)

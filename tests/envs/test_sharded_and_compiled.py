@@ -89,6 +89,10 @@ def test_sharded_vec_env_api_and_errors():
         sh.reset()
         sh.set_attr("note", 7, indices=[1, 3])
         assert sh.get_attr("note", indices=[3, 1]) == [7, 7]
+        for i in range(4):  # distinct values: the global -> (shard, local) mapping and the order
+            sh.set_attr("tag", f"slot{i}", indices=i)
+        assert sh.get_attr("tag", indices=[3, 0, 2, 1]) == ["slot3", "slot0", "slot2", "slot1"]
+        assert [s.seed for s in sh.get_attr("task_spec", indices=[2, 0])] == [s.seed for s in sh.get_attr("task_spec")][2::-2]
         w = sh.env_method("current_weights", indices=[0, 2, 3])
         assert len(w) == 3 and all(abs(x.sum() - 1) < 1e-9 for x in w)
         assert sh.env_is_wrapped(object) == [False] * 4
@@ -96,10 +100,18 @@ def test_sharded_vec_env_api_and_errors():
         sh.step(np.zeros((4, 3), np.float32))
         assert sh.train_seconds > 0 and 0 < sh.monitor_time_fraction < 1
         sh.wait_prefetch()
-        # An error raised in a worker is raised again here, as itself.
+        # An error raised in a worker is raised again here, as itself, naming the global slot; every
+        # other shard's reply is still read, so the env stays usable.
         sh.set_options([{}, {}, {"task": {"family": "mnist1d", "arch": "cnn"}}, {}])
-        with pytest.raises(ConfigError, match="one \\(family, arch, n_stages\\)"):
+        with pytest.raises(ConfigError, match="slot 2 got"):
             sh.reset()
+        with pytest.raises(ConfigError, match="action has 2 entries for 3 stages"):
+            sh.step(np.zeros((4, 2), np.float32))
+        sh.set_options({})  # a failed reset keeps its options, as in the in-process env
+        sh.seed(1)
+        obs = sh.reset()
+        o, r, d, infos = sh.step(np.zeros((4, 3), np.float32))
+        assert obs.shape == o.shape == (4, sh.observation_space.shape[0]) and [i["control_step"] for i in infos] == [1] * 4
     finally:
         sh.close()
     sh.close()  # idempotent
@@ -162,9 +174,13 @@ def test_compiled_matches_eager_other_archs(arch, task):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
 
 
-def test_compile_flag_is_validated():
+def test_compile_flag_is_validated(monkeypatch):
     with pytest.raises(ConfigError, match="compile must be true or false"):
         BatchedRebalanceVecEnv(n_envs=2, compile="yes", **_kw())
+    monkeypatch.setattr("metacurr.envs.batched.shutil.which", lambda name: None)
+    with pytest.raises(ConfigError, match="compile: true needs a C\\+\\+ compiler on PATH"):
+        BatchedRebalanceVecEnv(n_envs=2, compile=True, **_kw())
+    BatchedRebalanceVecEnv(n_envs=2, compile=False, **_kw()).close()  # eager needs none
 
 
 def test_a_dead_worker_is_a_clear_error():
@@ -178,3 +194,32 @@ def test_a_dead_worker_is_a_clear_error():
             sh.step(np.zeros((2, 3), np.float32))
     finally:
         sh.close()
+
+
+@needs_compiler
+def test_compiled_divergence_stays_in_its_run_and_graphs_compile():
+    """A run whose parameters are NaN diverges alone in the compiled env: the other runs' numbers are
+    exactly those of the same compiled env without the NaNs. And the compiled functions really are
+    compiled graphs, without graph breaks."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()  # compile afresh (other tests compiled the same shapes), then count
+    counters.clear()
+    n = 3
+    envs = [BatchedRebalanceVecEnv(n_envs=n, compile=True, **_kw()) for _ in range(2)]
+    for e in envs:
+        e.seed(4)
+        e.reset()
+    with torch.no_grad():
+        for p in envs[1].groups[0].param_list:
+            p[1].fill_(float("nan"))
+    a = np.zeros((n, 3), np.float32)
+    o1, r1, d1, _ = envs[0].step(a)
+    o2, r2, d2, i2 = envs[1].step(a)
+    assert d2.tolist() == [False, True, False] and not d1.any() and i2[1]["diverged"]
+    for i in (0, 2):
+        np.testing.assert_array_equal(o1[i], o2[i])
+        assert r1[i] == r2[i]
+    assert counters["stats"]["unique_graphs"] >= 2 and not counters["graph_break"]
+    for e in envs:
+        e.close()

@@ -249,7 +249,7 @@ CASES = [
     cli("train-agent/batched-processes-not-batched", lambda c: _ag(c, None, "--vec-env", "subproc", "--batched-processes", "2"),
         "apply to vec_env: batched, not subproc"),
     cli("train-agent/batched-compile-string", lambda c: _ag(c, "train: {vec_env: batched, batched_compile: maybe}\n"),
-        "batched_compile"),
+        "config.train.batched_compile: expected true/false, got 'maybe'"),
     cli("train-agent/max-stages-string", lambda c: _ag(c, "env: {max_stages: three}\n"), "config.env.max_stages: expected an integer"),
     cli("train-agent/max-stages-zero", lambda c: _ag(c, "env: {max_stages: 0}\n"), "max_stages"),
     cli("train-agent/unknown-key-top", lambda c: _ag(c, "enviroment: {}\n"), "unknown key config.enviroment", True),
