@@ -197,7 +197,6 @@ class StackedOptimizer:
             denom = (v.sqrt() / self._per_run(bc2_sqrt, p)).add_(ADAM_EPS)
             p.addcdiv_(m * self._per_run(step_size, p), denom)
 
-
     def fused_scalars(self, lr: np.ndarray) -> tuple[torch.Tensor, ...]:
         """Count ``k`` steps and return the per-run scalars of `fused_update` for each, as (k, N)
         float32 tensors computed in float64 with `step`'s per-run formulas; ``lr``: (k, N) learning
@@ -227,9 +226,9 @@ class StackedOptimizer:
 
 def fused_update(kind: str, params, state, grads, coef: torch.Tensor | None, scalars) -> None:
     """`StackedOptimizer.step`'s per-run branch on gradients scaled by the per-run clipping ``coef``
-    (None: unscaled),
-    written as plain tensor operations (in place on ``params`` and ``state``) so that ``torch.compile``
-    can fuse the whole update into a few loops. ``scalars``: `StackedOptimizer.fused_scalars`."""
+    (None: unscaled), written as plain tensor operations (in place on ``params`` and ``state``) so that
+    ``torch.compile`` can fuse the whole update into a few loops. ``scalars``: one step's row of
+    `StackedOptimizer.fused_scalars`."""
 
     def per_run(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return v.view(-1, *([1] * (like.dim() - 1)))
