@@ -271,7 +271,9 @@ def _fused_inner_step(forward, names, kind, clip, params, state, x, y, w, scalar
 
 
 def _fused_measure(forward, names, cfg, params, px, ys, yv, g0, g1, has_prev):
-    """`_Group.measure` for all runs of a group as one function (the ``compile: true`` path)."""
+    """The probe pass of `_Group.measure` as one function (compiled with ``compile: true``): indicators
+    and Gram snapshots; runs without a previous snapshot (just reset) get drift 0, like
+    `LearningMonitor`'s first measure."""
     logits, feats = forward(dict(zip(names, params)), px)
     packed, gram = probe_indicators(logits, feats, ys, yv, cfg, (g0, g1))
     s = ys.shape[1]
@@ -523,24 +525,21 @@ class _Group:
         t0 = time.perf_counter()
         s, dev = self.spec0.n_stages, self.device
         if runs is None:
-            params = {k: v.detach() for k, v in self.params.items()}
+            params = tuple(v.detach() for v in self.param_list)
             px, ys, yv, has_prev, prev = self.probe_x, self.y_stage, self.y_val, self.has_prev, self.gram
         else:
             idx = torch.as_tensor(runs, dtype=torch.long, device=dev)
-            params = {k: v.detach().index_select(0, idx) for k, v in self.params.items()}
+            params = tuple(v.detach().index_select(0, idx) for v in self.param_list)
             px, ys, yv, has_prev = self.probe_x[idx], self.y_stage[idx], self.y_val[idx], self.has_prev[idx]
             sidx = (idx[:, None] * s + torch.arange(s, device=dev)).reshape(-1)
             prev = (self.gram[0][sidx], self.gram[1][sidx])
-        if self.compiled and runs is None:
-            with torch.no_grad():
-                packed, g0, g1 = self._measure_fn(self.param_tuple, px, ys, yv, prev[0], prev[1], has_prev, key="all")
-            gram = (g0, g1)
+        if self.compiled and runs is None:  # subsets (individual resets) vary in size: eager
+            packed, g0, g1 = self._measure_fn(params, px, ys, yv, prev[0], prev[1], has_prev, key="all")
         else:
-            logits, feats = self.net.logits_and_features(params, px)
-            packed, gram = probe_indicators(logits, feats, ys, yv, self.monitor_cfg, prev)
-            # Runs without a previous snapshot (just reset) have drift 0, like LearningMonitor's first measure.
-            col = slice(6 * s, 7 * s)
-            packed[:, col] = torch.where(has_prev[:, None], packed[:, col], torch.zeros((), device=dev))
+            packed, g0, g1 = _fused_measure(
+                self.net.logits_and_features, self.param_names, self.monitor_cfg, params, px, ys, yv, prev[0], prev[1], has_prev
+            )
+        gram = (g0, g1)
         if runs is None:
             self.gram = gram
             self.has_prev.fill_(True)
