@@ -13,18 +13,23 @@ from metacurr.errors import ConfigError
 from metacurr.run import run_episode
 
 
+def _train_agent(folder, config_text: str):
+    """Run ``train-agent`` on a config written into ``folder``; returns the run folder."""
+    cfg = folder / "agent.yaml"
+    cfg.write_text(config_text)
+    rc = main(["train-agent", "--config", str(cfg), "--out", str(folder / "run"), "--wandb", "disabled", "--no-progress"])
+    assert rc == 0
+    return folder / "run"
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("agent")
-    cfg = out / "agent.yaml"
-    cfg.write_text(
+    return _train_agent(
+        tmp_path_factory.mktemp("agent"),
         "name: tiny\nenv: {max_stages: 4, control_steps: 3, inner_steps: 2}\n"
         "train: {total_timesteps: 48, n_envs: 2, vec_env: dummy, checkpoint_every: 16}\n"
-        "ppo: {n_steps: 12, batch_size: 12, n_epochs: 1}\n"
+        "ppo: {n_steps: 12, batch_size: 12, n_epochs: 1}\n",
     )
-    rc = main(["train-agent", "--config", str(cfg), "--out", str(out / "run"), "--wandb", "disabled", "--no-progress"])
-    assert rc == 0
-    return out / "run"
 
 
 def test_train_agent_writes_bundle_and_checkpoints(bundle):
@@ -169,15 +174,13 @@ def test_periodic_eval_runs_on_validation_tasks_with_training_seeds(tmp_path, mo
 
 def test_train_agent_on_sharded_batched_env(tmp_path):
     """vec_env: batched with batched_processes: 2 trains through ShardedBatchedVecEnv and writes a bundle."""
-    cfg = tmp_path / "agent.yaml"
-    cfg.write_text(
+    run = _train_agent(
+        tmp_path,
         "name: sharded\nenv: {distribution: default-mlp, max_stages: 4, control_steps: 3, inner_steps: 2}\n"
         "train: {total_timesteps: 16, n_envs: 4, vec_env: batched, batched_processes: 2, checkpoint_every: 16}\n"
-        "ppo: {n_steps: 4, batch_size: 16, n_epochs: 1}\n"
+        "ppo: {n_steps: 4, batch_size: 16, n_epochs: 1}\n",
     )
-    rc = main(["train-agent", "--config", str(cfg), "--out", str(tmp_path / "run"), "--wandb", "disabled", "--no-progress"])
-    assert rc == 0
-    man = json.loads((tmp_path / "run" / "policy" / "manifest.json").read_text())
+    man = json.loads((run / "policy" / "manifest.json").read_text())
     assert man["training_config"]["train"]["batched_processes"] == 2
-    s = json.loads((tmp_path / "run" / "summary.json").read_text())
+    s = json.loads((run / "summary.json").read_text())
     assert s["status"] == "finished" and s["timesteps"] >= 16
