@@ -50,12 +50,13 @@ Devices: everything follows ``device`` (e.g. ``"cuda"``); generators stay on the
 (no shared GIL). Curricula for auto-resets are built ahead in a background thread (``prefetch``).
 
 ``compile=True`` runs each inner step (forward, per-stage loss, gradients, per-run clipping, the
-optimiser update; `_fused_inner_step`) and the probe pass (`_fused_measure`) as ``torch.compile``d
-programs with ``torch.autograd.grad`` traced into the graph, so the element-wise passes around the
-matmuls fuse into a few C++ loops. Per-run step counts and learning rates enter as tensors
-(`StackedOptimizer.fused_scalars`), so nothing recompiles during training; a new task shape compiles
-once (~5-15 s on 2 cores; the first call of each compiled function holds a lock, worker threads
-share dynamo). Numbers equal the eager env's up to float rounding (tested), and repeat exactly for a
+optimiser update; `_fused_inner_step`, `UNROLL` steps per call) and the probe pass (`_fused_measure`)
+as ``torch.compile``d programs with ``torch.autograd.grad`` traced into the graph, so the element-wise
+passes around the matmuls fuse into a few C++ loops. Per-run step counts and learning rates enter as
+tensors (`StackedOptimizer.fused_scalars`), so nothing recompiles during training; a new task shape
+compiles once (with a cold inductor cache on 2 cores ~20 s for the default MLP task, ~35 s GRU; about
+1 s once cached: ``benchmarks/profile_shard.py`` prints it; the first call of each compiled function
+holds a lock, worker threads share dynamo). Numbers equal the eager env's up to float rounding (tested), and repeat exactly for a
 seed. Subsets of runs (individual resets) are measured eagerly. Measured: faster for MLP, GRU and
 transformer tasks, slower for the CNN (``benchmarks/README.md``).
 
@@ -270,6 +271,25 @@ def _fused_inner_step(forward, names, kind, clip, params, state, x, y, w, scalar
     return per_stage.detach(), total.detach()
 
 
+#: Inner steps per call of the compiled step function, per architecture. A call costs ~0.1 ms of guards
+#: and wrappers beyond its kernels: a tenth of a default MLP inner step (unrolling 10 made the MLP's
+#: training 6% faster), noise for the others, whose graphs are large enough that unrolling them
+#: multiplies the compile time (GRU: 191 s with a cold inductor cache instead of 31 s).
+UNROLL = {"mlp": 10}
+
+
+def _fused_inner_steps(forward, names, kind, clip, params, state, xs, ys, w, scalars, loss_sum):
+    """``xs.shape[0]`` consecutive `_fused_inner_step` calls in one function (one compiled graph).
+    ``xs``, ``ys``: the steps' batches stacked; ``scalars``: (steps, n) rows; ``loss_sum`` accumulates
+    each step's per-stage losses in step order (as the eager loop does). Returns (loss_sum, last step's
+    gradient norms)."""
+    total = None
+    for j in range(xs.shape[0]):
+        per_stage, total = _fused_inner_step(forward, names, kind, clip, params, state, xs[j], ys[j], w, [sc[j] for sc in scalars])
+        loss_sum = loss_sum + per_stage
+    return loss_sum, total
+
+
 def _fused_measure(forward, names, cfg, params, px, ys, yv, g0, g1, has_prev):
     """The probe pass of `_Group.measure` as one function (compiled with ``compile: true``): indicators
     and Gram snapshots; runs without a previous snapshot (just reset) get drift 0, like
@@ -293,9 +313,12 @@ class _Compiled:
     def __init__(self, fn):
         self.fn = torch.compile(fn, dynamic=False, fullgraph=False)
         self.warm: set = set()
+        # Made once: `config.patch` defines a class per call (~40 us, a twentieth of an MLP inner
+        # step); the context manager is reusable and keeps its state per thread.
+        self._trace_grad = torch._dynamo.config.patch(trace_autograd_ops=True)
 
     def __call__(self, *args, key=None):
-        with torch._dynamo.config.patch(trace_autograd_ops=True):
+        with self._trace_grad:
             if key in self.warm:
                 return self.fn(*args)
             with _COMPILE_LOCK:
@@ -341,7 +364,7 @@ class _BatchedModel:
         if self.arch == "gru":
             return _gru_forward(params, x, self.layout)[0]
         if self.arch == "mlp":
-            return _mlp_forward(params, x)[0]
+            return _mlp_forward(params, x)
         return self._logits(params, x)
 
     def logits_and_features(self, params: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -351,19 +374,29 @@ class _BatchedModel:
         if self.arch == "gru":
             return _gru_forward(params, x, self.layout)
         if self.arch == "mlp":
-            return _mlp_forward(params, x)
+            return _mlp_probe_forward(params, x)
         return self._with_features(params, x)
 
 
-def _mlp_forward(p: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _mlp_forward(p: dict, x: torch.Tensor) -> torch.Tensor:
     """`metacurr.models.MLP` (no batch norm) on stacked parameters: batched matmuls that fuse the bias,
     in feature-major layout (``h^T = relu(W1 x^T + b1)``, ``z^T = W2 h^T + b2``). With C ~ 10 classes a
     (B, H) x (H, C) product runs at a quarter of the speed of (C, H) x (H, B) on CPU, and (N, C, B) is
     the layout cross-entropy wants; keeping h^T contiguous keeps the ReLU backward contiguous too.
-    Returns (N, B, C) logits and (N, B, H) features as transposed views."""
+    Returns (N, B, C) logits as a transposed view (the training forward; see `_mlp_probe_forward`)."""
     h_t = torch.relu_(torch.baddbmm(p["body.1.bias"][:, :, None], p["body.1.weight"], x.flatten(2).transpose(1, 2)))
     logits_t = torch.baddbmm(p["head.bias"][:, :, None], p["head.weight"], h_t)
-    return logits_t.transpose(1, 2), h_t.transpose(1, 2)
+    return logits_t.transpose(1, 2)
+
+
+def _mlp_probe_forward(p: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_mlp_forward` for the probe pass: the same (N, B, C) class-major logits, but (N, B, H) features
+    computed example-major (``h = relu(x W1^T + b1)``), the layout the monitors read them in (Gram
+    matrices, head gradients). Transposing `_mlp_forward`'s feature-major h for them was a third of
+    the compiled probe pass (an (8, 128, 896) copy: 1.7 ms of 4.9 ms); no backward runs through here."""
+    h = torch.relu_(torch.baddbmm(p["body.1.bias"][:, None, :], x.flatten(2), p["body.1.weight"].transpose(1, 2)))
+    logits_t = torch.baddbmm(p["head.bias"][:, :, None], p["head.weight"], h.transpose(1, 2))
+    return logits_t.transpose(1, 2), h
 
 
 def _gru_forward(p: dict, x: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -502,7 +535,7 @@ class _Group:
         self.has_prev = torch.zeros(self.n, dtype=torch.bool, device=dev)
         if self.compiled:
             fwd = self.net
-            self._step_fn = _Compiled(functools.partial(_fused_inner_step, fwd.logits, tuple(self.param_names), self.opt.kind))
+            self._step_fn = _Compiled(functools.partial(_fused_inner_steps, fwd.logits, tuple(self.param_names), self.opt.kind))
             self._measure_fn = _Compiled(functools.partial(_fused_measure, fwd.logits_and_features, tuple(self.param_names), self.monitor_cfg))
 
     @torch.no_grad()
@@ -573,12 +606,8 @@ class _Group:
         clip = spec.grad_clip if spec.grad_clip > 0 else float("inf")
         cosine = spec.lr_schedule != "constant"
         lr = np.full(n, spec.lr)
-        if self.compiled:  # the optimiser scalars of all k steps at once (one (k, n) tensor each)
-            if cosine:
-                lrs = np.array([[cosine_lr(sl.task_spec, sl.steps_done + i) for sl in slots] for i in range(k)])
-            else:
-                lrs = np.full((k, n), spec.lr)
-            scalars = self.opt.fused_scalars(lrs)
+        if self.compiled:
+            return self._train_compiled(flat, noise, w_t, loss_sum, clip, cosine, t0)
         for i in range(k):
             # Gathered step by step (one index_select per step over the flattened (n * M, ...) pools).
             fi = flat[i].reshape(-1)
@@ -586,14 +615,6 @@ class _Group:
             y = pool_y.index_select(0, fi).view(n, s * b)
             if noise is not None:
                 x = x + noise[:, i]
-            if self.compiled:
-                per_stage, gnorm = self._step_fn(
-                    clip, self.param_tuple, self.opt.state, x, y, w_t, [sc[i] for sc in scalars], key="step"
-                )
-                loss_sum += per_stage
-                for sl in slots:
-                    sl.steps_done += 1
-                continue
             if cosine:
                 lr = np.array([cosine_lr(sl.task_spec, sl.steps_done) for sl in slots])
             logits = self.net.logits(self.params, x)  # (n, S*b, C)
@@ -609,6 +630,37 @@ class _Group:
             loss_sum += per_stage.detach()
             for sl in slots:
                 sl.steps_done += 1
+        return self._train_result(loss_sum, gnorm, t0)
+
+    def _train_compiled(self, flat, noise, w_t, loss_sum, clip, cosine, t0) -> np.ndarray:
+        """`train`'s k inner steps through the compiled step function, `UNROLL` steps per call: the
+        optimiser scalars of all k steps as (k, n) tensors and the batches of all k steps in one
+        gather (the same numbers as the eager path's per-step gathers, with a tenth of the calls)."""
+        spec, slots = self.spec0, self.slots
+        k, s, b, n = spec.inner_steps, spec.n_stages, spec.batch_size, self.n
+        if cosine:
+            lrs = np.array([[cosine_lr(sl.task_spec, sl.steps_done + i) for sl in slots] for i in range(k)])
+        else:
+            lrs = np.full((k, n), spec.lr)
+        scalars = self.opt.fused_scalars(lrs)
+        fi = flat.reshape(-1)
+        xs = self.pool_x.flatten(0, 1).index_select(0, fi).view(k, n, s * b, *self.pool_x.shape[2:])
+        ys = self.pool_y.flatten(0, 1).index_select(0, fi).view(k, n, s * b)
+        if noise is not None:
+            xs = xs + noise.transpose(0, 1)
+        gnorm = None
+        unroll = UNROLL.get(spec.arch, 1)
+        for i in range(0, k, unroll):
+            j = min(i + unroll, k)  # a last, shorter chunk is a second graph (key: its length)
+            loss_sum, gnorm = self._step_fn(
+                clip, self.param_tuple, self.opt.state, xs[i:j], ys[i:j], w_t, [sc[i:j] for sc in scalars], loss_sum, key=j - i
+            )
+        for sl in slots:
+            sl.steps_done += k
+        return self._train_result(loss_sum, gnorm, t0)
+
+    def _train_result(self, loss_sum: torch.Tensor, gnorm: torch.Tensor, t0: float) -> np.ndarray:
+        k = self.spec0.inner_steps
         with torch.no_grad():
             pabs = torch.stack([p.detach().abs().flatten(1).sum(1) for p in self.param_list], 1).sum(1)
             out = torch.cat([loss_sum / k, gnorm[:, None], pabs[:, None]], 1).cpu().double().numpy()
