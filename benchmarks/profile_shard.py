@@ -4,7 +4,8 @@
 
 One `BatchedRebalanceVecEnv` shard as a worker of ``ShardedBatchedVecEnv(16, processes=2)`` runs it
 (8 runs, 1 thread, compiled unless ``--eager``), default task (mnist1d, 3 stages, batch 64 per stage,
-10 inner steps per control step). Prints, after a warm-up:
+10 inner steps per control step). Prints the first control step's time (the compile time with a cold
+inductor cache: ``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d)``), then, after a warm-up:
 
 1. the shard's rate and its split between training and the probe pass;
 2. the torch profiler's top ops by self time, with inductor's fused kernels named
@@ -44,7 +45,10 @@ def main() -> None:
     env.seed(0)
     env.reset()
     a = np.zeros((n, 3), dtype=np.float32)
-    for _ in range(3):
+    t0 = time.perf_counter()
+    env.step(a)
+    print(f"first control step (compiles unless the inductor cache has this shape): {time.perf_counter() - t0:.1f} s")
+    for _ in range(2):
         env.step(a)
     g = env.groups[0]
     g.train_seconds = g.monitor_seconds = 0.0
