@@ -304,6 +304,12 @@ def _fused_measure(forward, names, cfg, params, px, ys, yv, g0, g1, has_prev):
 
 #: Serialises the first (compiling) call of each compiled function: worker threads share dynamo.
 _COMPILE_LOCK = threading.Lock()
+#: Dynamo caches graphs per code object, and every ``torch.compile``d partial runs through the same
+#: wrapper code object, so all compiled envs of a process share one cache: 2 entries per batch shape
+#: (the step and the probe pass; envs and resets with a shape seen before reuse them). Past dynamo's
+#: default limit of 8 entries a new shape silently ran eagerly (in the benchmark's process, the
+#: fourth architecture did); this allows ~30 shapes per process.
+RECOMPILE_LIMIT = 64
 
 
 class _Compiled:
@@ -315,7 +321,7 @@ class _Compiled:
         self.warm: set = set()
         # Made once: `config.patch` defines a class per call (~40 us, a twentieth of an MLP inner
         # step); the context manager is reusable and keeps its state per thread.
-        self._trace_grad = torch._dynamo.config.patch(trace_autograd_ops=True)
+        self._trace_grad = torch._dynamo.config.patch(trace_autograd_ops=True, recompile_limit=RECOMPILE_LIMIT)
 
     def __call__(self, *args, key=None):
         with self._trace_grad:
@@ -531,7 +537,8 @@ class _Group:
         self.y_stage = torch.stack([p[1] for p in probes])
         self.y_val = torch.stack([p[2] for p in probes])
         s, p = specs[0].n_stages, self.probe_size
-        self.gram = (torch.zeros(self.n * s, p, p, device=dev), torch.zeros(self.n * s, device=dev))
+        with torch.inference_mode():  # as `measure` returns them: one compiled probe graph, not two
+            self.gram = (torch.zeros(self.n * s, p, p, device=dev), torch.zeros(self.n * s, device=dev))
         self.has_prev = torch.zeros(self.n, dtype=torch.bool, device=dev)
         if self.compiled:
             fwd = self.net

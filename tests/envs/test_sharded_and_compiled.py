@@ -223,3 +223,24 @@ def test_compiled_divergence_stays_in_its_run_and_graphs_compile():
     assert counters["stats"]["unique_graphs"] >= 2 and not counters["graph_break"]
     for e in envs:
         e.close()
+
+
+@needs_compiler
+def test_compiled_envs_keep_compiling_past_dynamos_default_limit():
+    """All compiled envs of a process share dynamo's cache (every compiled partial runs through one
+    wrapper code object): 2 entries per batch shape, step and probe pass. Five shapes still get
+    compiled graphs, where dynamo's default limit of 8 entries made the fifth run eagerly; an env
+    with a shape seen before, and a reset, compile nothing new."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    for n in (2, 3, 4, 5, 6, 2):
+        e = BatchedRebalanceVecEnv(n_envs=n, compile=True, **{**_kw(), "inner_steps": 1})
+        e.seed(n)
+        e.reset()
+        e.step(np.zeros((n, 3), np.float32))
+        e.reset()
+        e.step(np.zeros((n, 3), np.float32))
+        e.close()
+    assert counters["stats"]["unique_graphs"] == 10 and not counters["graph_break"]
