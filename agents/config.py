@@ -82,9 +82,10 @@ class TrainConfig:
     MLP, GRU and transformer tasks and the in-process env for the CNN (``benchmarks/README.md``)."""
     batched_compile: bool = False
     """``vec_env: batched`` only: run each inner step (forward, backward, clipping, optimiser) and the
-    probe pass as ``torch.compile``d programs. Needs a C++ compiler; compiles for ~5-15 s per process at
-    the start; results equal the eager batched env's up to float rounding, not bit for bit. Measured
-    faster for MLP, GRU and transformer tasks and slower for the CNN (``benchmarks/README.md``)."""
+    probe pass as ``torch.compile``d programs. Needs a C++ compiler; compiles per process at the start
+    (with a cold inductor cache ~20 s for the default MLP task, ~35 s GRU; ~1 s from the cache); results
+    equal the eager batched env's up to float rounding, not bit for bit. Measured faster for MLP, GRU
+    and transformer tasks and slower for the CNN (``benchmarks/README.md``)."""
 
 
 @dataclass(frozen=True)

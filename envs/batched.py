@@ -307,8 +307,8 @@ _COMPILE_LOCK = threading.Lock()
 #: Dynamo caches graphs per code object, and every ``torch.compile``d partial runs through the same
 #: wrapper code object, so all compiled envs of a process share one cache: 2 entries per batch shape
 #: (the step and the probe pass; envs and resets with a shape seen before reuse them). Past dynamo's
-#: default limit of 8 entries a new shape silently ran eagerly (in the benchmark's process, the
-#: fourth architecture did); this allows ~30 shapes per process.
+#: default limit of 8 entries a new shape silently ran eagerly (the benchmark process's one-shard runs
+#: of its third and fourth architectures did); this allows ~30 shapes per process.
 RECOMPILE_LIMIT = 64
 
 
