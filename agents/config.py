@@ -78,12 +78,13 @@ class TrainConfig:
     """Torch threads of the learner process (env subprocesses always use 1)."""
     batched_processes: int = 1
     """``vec_env: batched`` only: worker processes the N inner runs are split over (1: this process,
-    worker threads). Slot i is the same run either way; on 2 cores 2 processes stepped fastest for
-    MLP, GRU and transformer tasks and the in-process env for the CNN (``benchmarks/README.md``)."""
+    worker threads). Slot i is the same run either way; on 2 cores 2 processes stepped faster than one
+    for MLP, CNN and transformer tasks and about as fast for the GRU; for the CNN and the transformer
+    ``vec_env: subproc`` is faster than either (``benchmarks/README.md``)."""
     batched_compile: bool = False
     """``vec_env: batched`` only: run each inner step (forward, backward, clipping, optimiser) and the
     probe pass as ``torch.compile``d programs. Needs a C++ compiler; compiles per process at the start
-    (with a cold inductor cache ~20 s for the default MLP task, ~35 s GRU; ~1 s from the cache); results
+    (with a cold inductor cache ~25 s for the default MLP task, ~40 s GRU; ~1 s from the cache); results
     equal the eager batched env's up to float rounding, not bit for bit. Measured faster for MLP, GRU
     and transformer tasks and slower for the CNN (``benchmarks/README.md``)."""
 

@@ -54,8 +54,9 @@ optimiser update; `_fused_inner_step`, `UNROLL` steps per call) and the probe pa
 as ``torch.compile``d programs with ``torch.autograd.grad`` traced into the graph, so the element-wise
 passes around the matmuls fuse into a few C++ loops. Per-run step counts and learning rates enter as
 tensors (`StackedOptimizer.fused_scalars`), so nothing recompiles during training; a new task shape
-compiles once (with a cold inductor cache on 2 cores ~20 s for the default MLP task, ~35 s GRU; about
-1 s once cached: ``benchmarks/profile_shard.py`` prints it; the first call of each compiled function
+compiles once (with a cold inductor cache on 2 cores ~25 s for the default MLP task, ~40 s GRU,
+``benchmarks/results/compile-time-2026-11-25.txt``; about 1 s once cached: ``benchmarks/profile_shard.py``
+prints it; the first call of each compiled function
 holds a lock, worker threads share dynamo). Numbers equal the eager env's up to float rounding (tested), and repeat exactly for a
 seed. Subsets of runs (individual resets) are measured eagerly. Measured: faster for MLP, GRU and
 transformer tasks, slower for the CNN (``benchmarks/README.md``).
@@ -273,8 +274,8 @@ def _fused_inner_step(forward, names, kind, clip, params, state, x, y, w, scalar
 
 #: Inner steps per call of the compiled step function, per architecture. A call costs ~0.1 ms of guards
 #: and wrappers beyond its kernels: a tenth of a default MLP inner step (unrolling 10 made the MLP's
-#: training 6% faster), noise for the others, whose graphs are large enough that unrolling them
-#: multiplies the compile time (GRU: 191 s with a cold inductor cache instead of 31 s).
+#: training ~5% faster), noise for the others, whose graphs are large enough that unrolling them
+#: multiplies the compile time (GRU, in a trial with 10: 191 s with a cold inductor cache instead of ~40 s).
 UNROLL = {"mlp": 10}
 
 
@@ -306,8 +307,9 @@ def _fused_measure(forward, names, cfg, params, px, ys, yv, g0, g1, has_prev):
 _COMPILE_LOCK = threading.Lock()
 #: Dynamo caches graphs per code object, and every ``torch.compile``d partial runs through the same
 #: wrapper code object, so all compiled envs of a process share one cache: 2 entries per batch shape
-#: (the step and the probe pass; envs and resets with a shape seen before reuse them). Past dynamo's
-#: default limit of 8 entries a new shape silently ran eagerly (the benchmark process's one-shard runs
+#: (the step and the probe pass; 3 when inner_steps leaves a shorter last `UNROLL` chunk; envs and
+#: resets with a shape seen before reuse them). Past dynamo's default limit of 8 entries a new shape
+#: ran eagerly with only a log warning (the benchmark process's one-shard runs
 #: of its third and fourth architectures did); this allows ~30 shapes per process.
 RECOMPILE_LIMIT = 64
 
@@ -398,8 +400,9 @@ def _mlp_forward(p: dict, x: torch.Tensor) -> torch.Tensor:
 def _mlp_probe_forward(p: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`_mlp_forward` for the probe pass: the same (N, B, C) class-major logits, but (N, B, H) features
     computed example-major (``h = relu(x W1^T + b1)``), the layout the monitors read them in (Gram
-    matrices, head gradients). Transposing `_mlp_forward`'s feature-major h for them was a third of
-    the compiled probe pass (an (8, 128, 896) copy: 1.7 ms of 4.9 ms); no backward runs through here."""
+    matrices, head gradients). Transposing `_mlp_forward`'s feature-major h for them (an (8, 128, 896)
+    copy) was the largest non-matmul op of the compiled probe pass; without it the pass took 3.55 ms
+    instead of 5.28 (``benchmarks/README.md``). No backward runs through here."""
     h = torch.relu_(torch.baddbmm(p["body.1.bias"][:, None, :], x.flatten(2), p["body.1.weight"].transpose(1, 2)))
     logits_t = torch.baddbmm(p["head.bias"][:, :, None], p["head.weight"], h.transpose(1, 2))
     return logits_t.transpose(1, 2), h

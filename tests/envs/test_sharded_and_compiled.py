@@ -164,6 +164,25 @@ def test_compiled_matches_eager_and_is_deterministic():
 
 
 @needs_compiler
+def test_compiled_steps_in_unrolled_chunks_match_eager(monkeypatch):
+    """k = 5 inner steps as compiled chunks of 2, 2 and 1 (the shorter last chunk is a graph of its own):
+    the eager env's numbers, with AdamW, a cosine schedule, clipping and augmentation, through an
+    auto-reset (per-run step counts and learning rates carried across chunks)."""
+    import metacurr.envs.batched as batched
+
+    monkeypatch.setitem(batched.UNROLL, "mlp", 2)
+    n = 2
+    kw = {**_kw(optimizer="adamw", lr_schedule="cosine", grad_clip=0.5, augment=0.05), "inner_steps": 5}
+    outs = []
+    for compile in (False, True):
+        env = BatchedRebalanceVecEnv(n_envs=n, compile=compile, **kw)
+        outs.append(_roll(env, n)[0])
+        env.close()
+    for x, y in zip(outs[0], outs[1]):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+@needs_compiler
 @pytest.mark.expensive
 @pytest.mark.parametrize(("arch", "task"), [("cnn", {"optimizer": "sgd"}), ("gru", {}), ("transformer", {})])
 def test_compiled_matches_eager_other_archs(arch, task):
