@@ -400,9 +400,9 @@ def _mlp_forward(p: dict, x: torch.Tensor) -> torch.Tensor:
 def _mlp_probe_forward(p: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`_mlp_forward` for the probe pass: the same (N, B, C) class-major logits, but (N, B, H) features
     computed example-major (``h = relu(x W1^T + b1)``), the layout the monitors read them in (Gram
-    matrices, head gradients). Transposing `_mlp_forward`'s feature-major h for them (an (8, 128, 896)
-    copy) was the largest non-matmul op of the compiled probe pass; without it the pass took 3.55 ms
-    instead of 5.28 (``benchmarks/README.md``). No backward runs through here."""
+    matrices, head gradients). Transposing `_mlp_forward`'s feature-major h for them took the compiled
+    probe pass's two largest element-wise kernels; without it the pass took 3.55 ms instead of 5.28
+    (``benchmarks/README.md``). No backward runs through here."""
     h = torch.relu_(torch.baddbmm(p["body.1.bias"][:, None, :], x.flatten(2), p["body.1.weight"].transpose(1, 2)))
     logits_t = torch.baddbmm(p["head.bias"][:, :, None], p["head.weight"], h.transpose(1, 2))
     return logits_t.transpose(1, 2), h
