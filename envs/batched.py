@@ -55,11 +55,11 @@ as ``torch.compile``d programs with ``torch.autograd.grad`` traced into the grap
 passes around the matmuls fuse into a few C++ loops. Per-run step counts and learning rates enter as
 tensors (`StackedOptimizer.fused_scalars`), so nothing recompiles during training; a new task shape
 compiles once (with a cold inductor cache on 2 cores ~25 s for the default MLP task, ~40 s GRU,
-``benchmarks/results/compile-time-2026-11-25.txt``; about 1 s once cached: ``benchmarks/profile_shard.py``
-prints it; the first call of each compiled function
-holds a lock, worker threads share dynamo). Numbers equal the eager env's up to float rounding (tested), and repeat exactly for a
-seed. Subsets of runs (individual resets) are measured eagerly. Measured: faster for MLP, GRU and
-transformer tasks, slower for the CNN (``benchmarks/README.md``).
+``benchmarks/results/compile-time-2026-11-25.txt``; about 1 s once cached; ``benchmarks/profile_shard.py``
+prints it; the first call of each compiled function holds a lock, worker threads share dynamo).
+Numbers equal the eager env's up to float rounding (tested), and repeat exactly for a seed. Subsets
+of runs (individual resets) are measured eagerly. Measured: faster for MLP, GRU and transformer
+tasks, slower for the CNN (``benchmarks/README.md``).
 
 `BatchedRebalanceVectorEnv` adapts the env to the ``gymnasium.vector.VectorEnv`` API.
 """
@@ -609,15 +609,15 @@ class _Group:
         idx = (self.offsets.view(1, 1, -1, 1) + (u * self.sizes.view(1, 1, -1, 1)).long()).view(n, -1)
         # One gather for all runs and steps: rows of the flattened (n * M, ...) pools.
         flat = (idx + torch.arange(n).view(n, 1) * self.pool_x.shape[1]).view(n, k, s * b).transpose(0, 1).to(dev)
-        pool_x, pool_y = self.pool_x.flatten(0, 1), self.pool_y.flatten(0, 1)
         w_t = torch.as_tensor(weights, dtype=torch.float32).to(dev)
         loss_sum = torch.zeros(n, s, device=dev)
-        gnorm = torch.zeros(n, device=dev)
         clip = spec.grad_clip if spec.grad_clip > 0 else float("inf")
         cosine = spec.lr_schedule != "constant"
-        lr = np.full(n, spec.lr)
         if self.compiled:
             return self._train_compiled(flat, noise, w_t, loss_sum, clip, cosine, t0)
+        pool_x, pool_y = self.pool_x.flatten(0, 1), self.pool_y.flatten(0, 1)
+        gnorm = torch.zeros(n, device=dev)
+        lr = np.full(n, spec.lr)
         for i in range(k):
             # Gathered step by step (one index_select per step over the flattened (n * M, ...) pools).
             fi = flat[i].reshape(-1)
