@@ -31,11 +31,9 @@ log = logging.getLogger(__name__)
 def _make_env(env_kwargs: dict, subprocess: bool):
     """Env factory (module level so SubprocVecEnv can pickle it)."""
     if subprocess:
-        import torch
+        from metacurr.envs.worker import init_worker_process
 
-        torch.set_num_threads(1)
-        # Ctrl-C goes to the whole process group: the learner saves a checkpoint, workers must not die first.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        init_worker_process()  # 1 torch thread, SIGINT left to the learner (it checkpoints), allocator
     from metacurr.envs.rebalance import RebalanceEnv
 
     return RebalanceEnv(**env_kwargs)

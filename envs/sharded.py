@@ -30,14 +30,9 @@ __all__ = ["ShardedBatchedVecEnv"]
 
 
 def _worker(conn, n: int, offset: int, kwargs: dict) -> None:
-    import signal
+    from metacurr.envs.worker import init_worker_process
 
-    import torch
-
-    # Ctrl-C reaches the whole process group: the parent handles it (train-agent checkpoints, then
-    # closes this env), so a worker must not die mid-step with its own traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
+    init_worker_process()  # 1 torch thread, SIGINT left to the parent, glibc keeps freed buffers
     from metacurr.envs.batched import BatchedRebalanceVecEnv
 
     env = None
