@@ -291,12 +291,12 @@ def _fused_inner_steps(forward, names, kind, clip, params, state, xs, ys, w, sca
     return loss_sum, total
 
 
-def _fused_measure(forward, names, cfg, params, px, ys, yv, g0, g1, has_prev):
+def _fused_measure(forward, names, cfg, blocked, params, px, ys, yv, g0, g1, has_prev):
     """The probe pass of `_Group.measure` as one function (compiled with ``compile: true``): indicators
-    and Gram snapshots; runs without a previous snapshot (just reset) get drift 0, like
-    `LearningMonitor`'s first measure."""
+    and Gram snapshots (``blocked``: as `blocked_gram` blocks); runs without a previous snapshot (just
+    reset) get drift 0, like `LearningMonitor`'s first measure."""
     logits, feats = forward(dict(zip(names, params)), px)
-    packed, gram = probe_indicators(logits, feats, ys, yv, cfg, (g0, g1))
+    packed, gram = probe_indicators(logits, feats, ys, yv, cfg, (g0, g1), blocked=blocked)
     s = ys.shape[1]
     drift = torch.where(has_prev[:, None], packed[:, 6 * s : 7 * s], torch.zeros((), device=packed.device))
     packed = torch.cat([packed[:, : 6 * s], drift, packed[:, 7 * s :]], 1)
@@ -540,13 +540,19 @@ class _Group:
         self.y_stage = torch.stack([p[1] for p in probes])
         self.y_val = torch.stack([p[2] for p in probes])
         s, p = specs[0].n_stages, self.probe_size
+        # The compiled path keeps drift's Gram matrices as three P/2 blocks (`blocked_gram`, 3/4 of the
+        # products); the eager path keeps its numbers (the recipes' runs), so the full matrices.
+        self.blocked = self.compiled and p % 2 == 0
+        shape = (3, p // 2, p // 2) if self.blocked else (p, p)
         with torch.inference_mode():  # as `measure` returns them: one compiled probe graph, not two
-            self.gram = (torch.zeros(self.n * s, p, p, device=dev), torch.zeros(self.n * s, device=dev))
+            self.gram = (torch.zeros(self.n * s, *shape, device=dev), torch.zeros(self.n * s, device=dev))
         self.has_prev = torch.zeros(self.n, dtype=torch.bool, device=dev)
         if self.compiled:
             fwd = self.net
             self._step_fn = _Compiled(functools.partial(_fused_inner_steps, fwd.logits, tuple(self.param_names), self.opt.kind))
-            self._measure_fn = _Compiled(functools.partial(_fused_measure, fwd.logits_and_features, tuple(self.param_names), self.monitor_cfg))
+            self._measure_fn = _Compiled(
+                functools.partial(_fused_measure, fwd.logits_and_features, tuple(self.param_names), self.monitor_cfg, self.blocked)
+            )
 
     @torch.no_grad()
     def load(self, j: int, spec: TaskSpec, cur: Curriculum, model: nn.Module) -> None:
@@ -580,7 +586,7 @@ class _Group:
             packed, g0, g1 = self._measure_fn(params, px, ys, yv, prev[0], prev[1], has_prev, key="all")
         else:
             packed, g0, g1 = _fused_measure(
-                self.net.logits_and_features, self.param_names, self.monitor_cfg, params, px, ys, yv, prev[0], prev[1], has_prev
+                self.net.logits_and_features, self.param_names, self.monitor_cfg, self.blocked, params, px, ys, yv, prev[0], prev[1], has_prev
             )
         gram = (g0, g1)
         if runs is None:

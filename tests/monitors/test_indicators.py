@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from metacurr.monitors.calibration import expected_calibration_error
 from metacurr.monitors.entropy import entropy_and_confidence
 from metacurr.monitors.gradient_variance import head_gradient_stats
-from metacurr.monitors.representation_drift import linear_cka, representation_drift
+from metacurr.monitors.representation_drift import (
+    blocked_gram,
+    centered_gram,
+    drift_from_grams,
+    linear_cka,
+    representation_drift,
+)
 
 
 def test_entropy_uniform_is_one_and_peaked_is_zero():
@@ -31,6 +37,22 @@ def test_cka_identity_rotation_and_independence():
     assert linear_cka(x, y).item() < 0.5
     assert representation_drift(None, x).item() == 0.0
     assert representation_drift(x, x).item() < 1e-5
+
+
+def test_blocked_gram_gives_the_drift_and_norm_of_the_full_gram():
+    g = torch.Generator().manual_seed(3)
+    prev = torch.randn(5, 32, 24, generator=g)
+    now = prev + 0.5 * torch.randn(5, 32, 24, generator=g)
+    blocks, norm = blocked_gram(now)
+    full, full_norm = centered_gram(now)
+    assert blocks.shape == (5, 3, 16, 16)
+    assert torch.allclose(blocks[:, 0], full[:, :16, :16]) and torch.allclose(blocks[:, 1], full[:, 16:, 16:])
+    assert torch.allclose(blocks[:, 2], full[:, :16, 16:])
+    assert torch.allclose(norm, full_norm, rtol=1e-5)
+    expect = representation_drift(prev, now)
+    got = drift_from_grams(blocked_gram(prev), (blocks, norm), exact=False)
+    assert torch.allclose(got, expect, atol=1e-5) and expect.min() > 0.05  # a real drift, not ~0
+    assert drift_from_grams(None, (blocks, norm)).tolist() == [0.0] * 5
 
 
 def test_ece_perfectly_calibrated_and_overconfident():
