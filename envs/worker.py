@@ -10,12 +10,15 @@ the kernel zeroing each page: with two shards on 2 cores that cost ~10-20% of th
 the heap's top mapped; a worker then holds its peak memory plus at most ``TRIM_THRESHOLD``.
 Setting only one of them is worse than neither (glibc then stops adapting the other: measured
 slower both ways), so both are set, or none where ``mallopt`` is missing (not glibc).
+``METACURR_GLIBC_DEFAULTS=1`` in the environment leaves glibc's defaults (to compare, or to save the
+retained memory).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import signal
 
 __all__ = ["init_worker_process", "keep_freed_memory"]
@@ -44,9 +47,11 @@ def keep_freed_memory() -> bool:
 def init_worker_process() -> None:
     """Run first in every env worker process: one torch thread (the processes are the parallelism),
     SIGINT ignored (Ctrl-C reaches the whole process group; the parent checkpoints, then closes its
-    envs, so a worker must not die mid-step first), and `keep_freed_memory`."""
+    envs, so a worker must not die mid-step first), and `keep_freed_memory` (unless
+    ``METACURR_GLIBC_DEFAULTS`` is set)."""
     import torch
 
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    keep_freed_memory()
+    if os.environ.get("METACURR_GLIBC_DEFAULTS", "") in ("", "0"):
+        keep_freed_memory()

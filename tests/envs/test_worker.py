@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import os
 import subprocess
 import sys
 
@@ -44,8 +45,9 @@ print(json.dumps({"mmapped_live": live.hblkhd, "heap_after_free": freed.arena, "
 """
 
 
-def _probe(mode: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True, timeout=120)
+def _probe(mode: str, **env: str) -> dict:
+    environ = {k: v for k, v in os.environ.items() if k != "METACURR_GLIBC_DEFAULTS"} | env
+    out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True, timeout=120, env=environ)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -60,3 +62,10 @@ def test_worker_processes_keep_multi_megabyte_buffers_on_the_heap():
     assert worker["heap_after_free"] >= mb4
     assert worker["threads"] == 1 and worker["sigint_ignored"]
     assert not plain["sigint_ignored"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _has_mallinfo2(), reason="glibc (mallinfo2) only")
+def test_glibc_defaults_can_be_kept_in_workers():
+    worker = _probe("worker", METACURR_GLIBC_DEFAULTS="1")
+    assert worker["mmapped_live"] >= 4 << 20  # served by mmap, as glibc does by default
+    assert worker["threads"] == 1 and worker["sigint_ignored"]
