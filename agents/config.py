@@ -85,8 +85,8 @@ class TrainConfig:
     """``vec_env: batched`` only: run each inner step (forward, backward, clipping, optimiser) and the
     probe pass as ``torch.compile``d programs. Needs a C++ compiler; compiles per process at the start
     (with a cold inductor cache ~25 s for the default MLP task, ~40 s GRU; ~1 s from the cache); results
-    equal the eager batched env's up to float rounding, not bit for bit. Measured faster than eager
-    for every architecture with ``batched_processes: 2`` (``benchmarks/README.md``); for the CNN
+    equal the eager batched env's up to float rounding, not bit for bit. Measured as fast as eager or
+    faster for every architecture with ``batched_processes: 2`` (``benchmarks/README.md``); for the CNN
     ``vec_env: subproc`` is faster still."""
 
 

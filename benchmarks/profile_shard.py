@@ -101,7 +101,7 @@ def main() -> None:
 
 
 def _probe_matmul_check(task: dict, n: int) -> None:
-    """The profiler attributes ~1.2 ms per control step to the bias copy (``aten::copy_``) inside the
+    """The profiler attributes ~1.1-1.2 ms per control step to the bias copy (``aten::copy_``) inside the
     probe forward's first ``baddbmm``; timing that call directly inside the same loop says otherwise."""
     from torch.profiler import ProfilerActivity, profile
 

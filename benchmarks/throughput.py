@@ -546,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_average_start": load0,
         "load_average_end": os.getloadavg(),
+        # Env worker processes (c, d) set glibc's mmap/trim thresholds unless this is set (envs/worker.py);
+        # this process, where (a), (b), (d') and the one-shard reference run, keeps glibc's defaults.
+        "METACURR_GLIBC_DEFAULTS": os.environ.get("METACURR_GLIBC_DEFAULTS", ""),
     }
     report = {
         "date": started.isoformat(timespec="seconds"),

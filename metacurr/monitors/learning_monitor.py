@@ -51,7 +51,8 @@ def probe_indicators(
         cfg: monitor settings.
         prev_gram: the ``gram`` this function returned at the previous control step (None: drift = 0).
         blocked: keep the Gram matrices as `blocked_gram` blocks (batched runs with an even probe
-            size; 3/4 of the work of the drift's Gram products, equal up to float rounding).
+            size; 3/4 of the work of the drift's Gram products, equal up to float rounding). Overrides
+            the single-run bit-for-bit path for the drift, so only the batched env passes it.
 
     Returns:
         (packed, gram): packed (R, K*S + 2) = the K `PACKED_STAGE` indicators (row-major (K, S)) then

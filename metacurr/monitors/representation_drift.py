@@ -62,6 +62,8 @@ def blocked_gram(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     one, both diagonal blocks in the first). `drift_from_grams` takes either form; the drift is the
     same up to float rounding."""
     s, p, h = x.shape
+    if p % 2:
+        raise ValueError(f"blocked_gram needs an even number of probe examples, got {p}; use centered_gram")
     x = x - x.mean(1, keepdim=True)
     halves = x.view(s * 2, p // 2, h)
     diag = (halves @ halves.transpose(1, 2)).view(s, 2, p // 2, p // 2)

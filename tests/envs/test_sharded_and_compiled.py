@@ -156,6 +156,11 @@ def test_compiled_matches_eager_and_is_deterministic():
     for env in (eager, BatchedRebalanceVecEnv(n_envs=n, compile=True, **_kw(**task)),
                 BatchedRebalanceVecEnv(n_envs=n, compile=True, **_kw(**task))):  # fmt: skip
         outs.append(_roll(env, n)[0])
+        grp = env.groups[0]
+        p = grp.probe_size
+        # The compiled env keeps drift's Gram matrices as blocked_gram blocks (even probe size); eager, full.
+        assert grp.blocked == (env is not eager) and p % 2 == 0
+        assert grp.gram[0].shape[1:] == ((3, p // 2, p // 2) if grp.blocked else (p, p))
         env.close()
     for x, y in zip(outs[0], outs[1]):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
