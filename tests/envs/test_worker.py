@@ -35,6 +35,9 @@ libc.mallinfo2.restype = MallInfo2
 if sys.argv[1] == "worker":
     from metacurr.envs.worker import init_worker_process
     init_worker_process()
+elif sys.argv[1] == "subproc_factory":  # what SubprocVecEnv runs first in each worker
+    from metacurr.agents.train import _make_env
+    _make_env({"task": {"family": "mnist1d", "arch": "mlp", "n_stages": 2}, "control_steps": 2}, True)
 t = torch.empty(1 << 20)  # 4 MB
 t.fill_(1.0)
 live = libc.mallinfo2()
@@ -68,4 +71,11 @@ def test_worker_processes_keep_multi_megabyte_buffers_on_the_heap():
 def test_glibc_defaults_can_be_kept_in_workers():
     worker = _probe("worker", METACURR_GLIBC_DEFAULTS="1")
     assert worker["mmapped_live"] >= 4 << 20  # served by mmap, as glibc does by default
+    assert worker["threads"] == 1 and worker["sigint_ignored"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _has_mallinfo2(), reason="glibc (mallinfo2) only")
+def test_subproc_env_factory_sets_up_its_worker():
+    worker = _probe("subproc_factory")
+    assert worker["mmapped_live"] < 4 << 20 and worker["heap_after_free"] >= 4 << 20
     assert worker["threads"] == 1 and worker["sigint_ignored"]
