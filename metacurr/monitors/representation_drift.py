@@ -55,6 +55,11 @@ def centered_gram(x: torch.Tensor, exact: bool = True) -> tuple[torch.Tensor, to
 _BLOCK_WEIGHTS = (1.0, 1.0, 2.0)
 
 
+def _over_blocks(v: torch.Tensor) -> torch.Tensor:
+    """(S, 3) per-block Frobenius terms of `blocked_gram` blocks -> (S,) terms of the full matrices."""
+    return (v * v.new_tensor(_BLOCK_WEIGHTS)).sum(1)
+
+
 def blocked_gram(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`centered_gram` (``exact=False``) for an even probe size P, as the three distinct P/2 x P/2 blocks
     of the symmetric Gram matrix ((S, 3, P/2, P/2): AA, BB, AB with A, B the first and second half of
@@ -69,9 +74,7 @@ def blocked_gram(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     diag = (halves @ halves.transpose(1, 2)).view(s, 2, p // 2, p // 2)
     off = x[:, : p // 2] @ x[:, p // 2 :].transpose(1, 2)
     k = torch.cat([diag, off[:, None]], 1)
-    w = k.new_tensor(_BLOCK_WEIGHTS).view(1, 3)
-    norm = (torch.linalg.vector_norm(k, dim=(2, 3)).square() * w).sum(1).sqrt()
-    return k, norm
+    return k, _over_blocks(torch.linalg.vector_norm(k, dim=(2, 3)).square()).sqrt()
 
 
 def drift_from_grams(
@@ -88,8 +91,7 @@ def drift_from_grams(
         return torch.zeros(k_now.shape[0], dtype=k_now.dtype, device=k_now.device)
     k_prev, n_prev = prev
     if k_now.dim() == 4:  # blocked_gram
-        dots = torch.linalg.vecdot(k_prev.flatten(2), k_now.flatten(2))
-        num = (dots * k_now.new_tensor(_BLOCK_WEIGHTS).view(1, 3)).sum(1)
+        num = _over_blocks(torch.linalg.vecdot(k_prev.flatten(2), k_now.flatten(2)))
     elif exact:
         num = (k_prev * k_now).sum((1, 2))
     else:
