@@ -125,7 +125,7 @@ def validate(cfg: AgentConfig) -> AgentConfig:
     from stable_baselines3 import PPO
 
     from metacurr.envs.task_distribution import get_distribution
-    from metacurr.evaluation.seeds import EVAL_SEED_BASE
+    from metacurr.seeds import EVAL_SEED_BASE
 
     get_distribution(cfg.env.distribution)
     if cfg.train.vec_env not in VEC_ENVS:

@@ -294,7 +294,7 @@ def periodic_eval(model, venv, cfg: AgentConfig) -> dict:
     """
     from metacurr.config import RunConfig
     from metacurr.controllers import make_controller
-    from metacurr.evaluation.seeds import TRAIN_SEED_MAX
+    from metacurr.seeds import TRAIN_SEED_MAX
     from metacurr.evaluation.task_sets import task_specs
     from metacurr.run import run_episode
 

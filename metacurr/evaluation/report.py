@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from metacurr.evaluation import figures
-from metacurr.evaluation.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX
+from metacurr.evaluation.collect import load_records
 from metacurr.evaluation.stats import ci_verdict, compute_statistics, mean_ci
 from metacurr.io import atomic_write_json, atomic_write_text
+from metacurr.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX
 
 REFERENCES = ("uniform", "heuristic", "best-static")
 #: Established baselines from the literature (curriculum pacing, multi-task loss weighting, self-paced
@@ -189,8 +190,6 @@ def _incremental_section(df: pd.DataFrame, ctrls: list[str]) -> list[str]:
 def write_report(out: str | Path, plan, df: pd.DataFrame, searches: dict, wall_s: float | None = None,
                  rounds_df: pd.DataFrame | None = None) -> dict:
     """Write results.csv, stats.json, report.md and plots/ into ``out``; return the statistics."""
-    from metacurr.evaluation.harness import load_records
-
     out = Path(out)
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
     if rounds_df is not None and len(rounds_df):

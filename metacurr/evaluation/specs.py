@@ -26,6 +26,8 @@ FIXED_TASK_FIELDS = ("family", "arch", "n_stages", "seed")
 VARIANT_KEYS = ("name", "controller", "controller_kwargs", "task", "mask", "description")
 ABLATION_KEYS = ("description", "tasks", "seeds", "variants")
 OPEN_LOOP_PREFIX = "open-loop:"
+#: The controllers `metacurr.evaluate` compares when none are given (and no ablations file names variants).
+DEFAULT_CONTROLLERS = "uniform,heuristic,best-static,dwa,uncertainty,gradnorm,self-paced,bandit,random,random-policy"
 
 
 @dataclass(frozen=True)

@@ -138,8 +138,8 @@ def test_shipped_default_policy_loads_and_runs():
 
 def test_periodic_eval_runs_on_validation_tasks_with_training_seeds(tmp_path, monkeypatch):
     from metacurr.agents import train as train_mod
-    from metacurr.evaluation.seeds import TRAIN_SEED_MAX
     from metacurr.run import run_episode as real_run_episode
+    from metacurr.seeds import TRAIN_SEED_MAX
 
     seen = []
 
