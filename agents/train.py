@@ -294,9 +294,9 @@ def periodic_eval(model, venv, cfg: AgentConfig) -> dict:
     """
     from metacurr.config import RunConfig
     from metacurr.controllers import make_controller
-    from metacurr.seeds import TRAIN_SEED_MAX
     from metacurr.evaluation.task_sets import task_specs
     from metacurr.run import run_episode
+    from metacurr.seeds import TRAIN_SEED_MAX
 
     pol = controller_from_model(model, venv, cfg)
     res: dict[str, list[float]] = {"policy": [], "heuristic": []}

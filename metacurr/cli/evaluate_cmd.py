@@ -48,9 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from metacurr.evaluation.report import summary_table
 
     out = check_out_dir(args.out)
-    bar = tqdm(total=0, desc="evaluate", disable=args.no_progress, file=sys.stderr, leave=False)
+    bars: list = []  # the bar appears with the first finished job, so a bad input stays one line
 
     def progress(event: str, done: int, total: int, what: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="evaluate", disable=args.no_progress, file=sys.stderr, leave=False))
+        bar = bars[0]
         bar.total = total
         bar.n = done
         bar.set_postfix_str(what[:40])
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                        ablations=args.ablations, incremental=args.incremental, search_seeds=args.search_seeds,
                        device=args.device, progress=progress)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     print(summary_table(res.stats))
     print(f"{len(res.results)} runs ({res.ran} run now, {res.skipped} resumed), {res.n_diverged} diverged or failed; "
           f"{res.wall_s:.1f} s")
