@@ -8,6 +8,6 @@
 - `specs`: controller variants from ``--controllers`` and ablation YAML.
 - `incremental`: stages arriving in rounds; churn and forgetting.
 - `masking`: masked / open-loop controllers (ablations).
-- `metrics`: per-run trajectory metrics; `stats`: IQM, bootstrap CIs, probability of improvement.
+- `stats`: IQM, bootstrap CIs, probability of improvement.
 - `report`, `figures`: report.md and plots.
 """
