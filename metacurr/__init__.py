@@ -15,6 +15,8 @@ Importing metacurr registers the Gymnasium environment ``metacurr/Rebalance-v0``
 
 from __future__ import annotations
 
+import importlib
+
 from metacurr.config import MonitorConfig, RunConfig, TaskSpec
 from metacurr.controllers import Controller, WeightMapping, list_controllers, make_controller
 from metacurr.errors import ConfigError, MetacurrError
@@ -32,6 +34,8 @@ def load_controller(ref: str, **kwargs) -> Controller:
 
 
 def _register_envs() -> None:
+    # Imported here: the envs sit in a layer above this facade's other imports, and registering them is
+    # the one side effect of ``import metacurr`` (skipped where gymnasium is missing).
     try:
         import gymnasium  # noqa: F401
     except ImportError:  # pragma: no cover - gymnasium is a dependency
@@ -58,8 +62,6 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'metacurr' has no attribute {name!r}")
 

@@ -183,3 +183,39 @@ def test_long_file_allowlist_is_current():
         path = ROOT / rel
         assert path.is_file() and len(path.read_text().splitlines()) > MAX_LINES, (
             f"{rel} is gone or short now: delete it from LONG_FILES")
+
+
+#: Files whose in-function imports are not yet all commented, with the owner who clears them.
+#: (envs/ and run.py are being rewritten on the engine branch of issue 15; lead: clear at merge.)
+UNCOMMENTED_OK = {
+    "envs/batched.py", "envs/sharded.py", "envs/task_distribution.py", "envs/worker.py", "metacurr/run.py",
+}
+
+
+def _uncommented_function_imports() -> list[str]:
+    """In-function imports with no comment saying why: none on the import line, none between the
+    ``def`` line and it."""
+    bad = []
+    for folder in SOURCES:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in UNCOMMENTED_OK:
+                continue
+            lines = path.read_text().splitlines()
+            tree = ast.parse("\n".join(lines))
+            for fn in ast.walk(tree):
+                if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                for node in ast.walk(fn):
+                    if isinstance(node, ast.Import | ast.ImportFrom):
+                        span = lines[fn.lineno - 1 : node.end_lineno]
+                        if not any(ln.strip().startswith("#") or " # " in ln for ln in span[1:]):
+                            bad.append(f"{rel}:{node.lineno} in {fn.name}()")
+    return bad
+
+
+def test_in_function_imports_say_why():
+    """An import inside a function is there for start-up time (or is the plugin point); a comment says so."""
+    bad = _uncommented_function_imports()
+    assert not bad, "in-function imports without a comment saying why (move them to the top, or comment):\n" + \
+        "\n".join(bad)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from metacurr.cli.common import check_out_dir, nonneg_int, positive_int
+from metacurr.errors import ConfigError
 
 _TRIAL_HELP = "one sweep trial: what a sweep file's `command:` runs under `wandb agent`"
 
@@ -76,7 +77,7 @@ def _table(header: list[str], rows: list[list[str]], max_width: int = 40) -> str
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from metacurr.errors import ConfigError
+    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load sweeps.
     from metacurr.sweeps import check_sweep, load_sweep
 
     spec = load_sweep(args.file)
@@ -102,6 +103,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _run_local(args: argparse.Namespace, spec) -> int:
+    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load sweeps.
     from metacurr.sweeps import results_table
     from metacurr.sweeps.api import DEFAULT_SWEEP_ROOT, sweep
     from metacurr.sweeps.trial import TrialResult
@@ -143,6 +145,7 @@ def _run_local(args: argparse.Namespace, spec) -> int:
 
 
 def run_agent_cmd(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load sweeps.
     from metacurr.sweeps import run_agent
 
     run_agent(args.sweep_id, count=args.count, project=args.project, entity=args.entity, out_root=args.out_root)
@@ -150,6 +153,7 @@ def run_agent_cmd(args: argparse.Namespace) -> int:
 
 
 def run_trial_cmd(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load sweeps.
     from metacurr.sweeps import parse_param_tokens, run_id, run_trial
     from metacurr.sweeps.spec import TrialCommand
     from metacurr.sweeps.targets import check_target

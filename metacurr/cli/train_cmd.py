@@ -27,6 +27,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load the run stack.
     from tqdm import tqdm
 
     from metacurr.config import load_yaml
