@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
 TINY_EVAL = ["--tasks", "quick", "--seeds", "1", "--control-steps", "2", "--inner-steps", "2", "--workers", "1"]
@@ -94,7 +92,6 @@ def test_noise_kinds_prints_its_table(capsys):
     assert len(lines) == 4 and "uniform" in lines[2] and "systematic" in lines[3]
 
 
-@pytest.mark.expensive  # 68 runs even at a 2 x 2 budget
 def test_heuristic_terms_writes_one_row_per_switch_setting(tmp_path):
     out = tmp_path / "terms.jsonl"
     script("heuristic_terms").main(["--seeds", "1", "--control-steps", "2", "--inner-steps", "2", "--out", str(out)])
