@@ -62,7 +62,8 @@ def run_cell(payload: dict) -> dict:
             "mode": payload["mode"], "config": payload["config"], "summary": summary, "rows": rows, "error": error}
 
 
-def _search_job(payload: dict) -> dict:
+def search_job(payload: dict) -> dict:
+    """Run one best-static search candidate in a worker; a failure is returned as ``{"error": ...}``."""
     try:
         return score_static(payload)
     except Exception as e:
@@ -70,6 +71,7 @@ def _search_job(payload: dict) -> dict:
 
 
 def read_json(path: Path) -> dict | None:
+    """The JSON object stored at ``path``; None if it is missing or unreadable (e.g. a half-written cell)."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -140,7 +142,7 @@ def execute(plan: EvalPlan, out: str | Path, progress: Progress | None = None, b
 
         for sk in pending_search:
             for i, p in enumerate(plan.searches[sk]["plan"]["payloads"]):
-                futures[ex.submit(_search_job, p)] = ("search", sk, i)
+                futures[ex.submit(search_job, p)] = ("search", sk, i)
         for cell in plan.cells:
             if cell.search_key is None or cell.search_key in search_results:
                 submit_cell(cell)

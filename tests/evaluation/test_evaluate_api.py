@@ -57,7 +57,7 @@ def test_a_custom_backend_receives_every_job(tmp_path):
 
     res = metacurr.evaluate("uniform,best-static", out=tmp_path / "ev", backend=backend, **TINY)
     n_candidates = len(next(iter(res.searches.values()))["candidates"])
-    assert submitted.count("run_cell") == 4 and submitted.count("_search_job") == n_candidates
+    assert submitted.count("run_cell") == 4 and submitted.count("search_job") == n_candidates
 
 
 def test_bad_input_is_a_config_error_before_anything_is_written(tmp_path):
