@@ -24,8 +24,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import gymnasium
 import numpy as np
+import stable_baselines3
+import torch
 
+import metacurr
 from metacurr.errors import ConfigError
 from metacurr.io import DIR_MODE, dumps, fsync_dir
 
@@ -43,12 +47,6 @@ def sha256(path: Path) -> str:
 
 
 def versions() -> dict:
-    import gymnasium
-    import stable_baselines3
-    import torch
-
-    import metacurr
-
     return {
         "metacurr": metacurr.__version__,
         "torch": torch.__version__,
@@ -76,8 +74,6 @@ def save_bundle(
     bundle is put back; after a hard kill between the two renames `read_manifest` names the folder
     holding the previous bundle.
     """
-    import torch
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
@@ -147,8 +143,6 @@ def read_manifest(path: str | Path) -> dict:
 
 def load_bundle(path: str | Path) -> tuple[dict, dict, dict]:
     """Return (manifest, policy state_dict, normaliser stats) after checking the manifest."""
-    import torch
-
     path = Path(path)
     man = read_manifest(path)
     # The checksums match the manifest, but the manifest itself may have been regenerated over damaged

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass, field
 
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from metacurr.agents.policy_controller import ACTIVATIONS
 from metacurr.config import from_dict, load_yaml, merge, to_dict
+from metacurr.envs.observation import ObservationSpec
+from metacurr.envs.rebalance import RebalanceEnv
+from metacurr.envs.task_distribution import get_distribution
 from metacurr.errors import ConfigError, choices_error
+from metacurr.evaluation.task_sets import HELDOUT_SETS, TASK_SETS, get_task_set
+from metacurr.seeds import EVAL_SEED_BASE
 
 VEC_ENVS = ("dummy", "subproc", "batched")
 
@@ -122,11 +132,6 @@ _PPO_FORBIDDEN = {"policy", "env", "tensorboard_log", "seed", "device", "verbose
 
 
 def validate(cfg: AgentConfig) -> AgentConfig:
-    from stable_baselines3 import PPO
-
-    from metacurr.envs.task_distribution import get_distribution
-    from metacurr.evaluation.seeds import EVAL_SEED_BASE
-
     get_distribution(cfg.env.distribution)
     if cfg.train.vec_env not in VEC_ENVS:
         raise choices_error("vec_env", cfg.train.vec_env, VEC_ENVS)
@@ -152,7 +157,6 @@ def validate(cfg: AgentConfig) -> AgentConfig:
         if k not in valid:
             raise ConfigError(f"unknown key ppo.{k}; valid choices: {', '.join(valid)}")
     # Build the env once to validate mapping / monitor / reward / stage counts.
-    from metacurr.envs.rebalance import RebalanceEnv
 
     RebalanceEnv(**cfg.env.env_kwargs())
     _deep_checks(cfg)
@@ -174,10 +178,6 @@ def ppo_kwargs(cfg: AgentConfig) -> dict:
 
 def _deep_checks(cfg: AgentConfig) -> None:
     """Checks training would otherwise only hit after writing into the run folder."""
-    from metacurr.agents.policy_controller import ACTIVATIONS
-    from metacurr.envs.observation import ObservationSpec
-    from metacurr.errors import ConfigError
-
     try:  # env.max_stages: 0 would otherwise silently mean "the distribution's largest stage count"
         ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features))
     except ConfigError as e:
@@ -188,7 +188,6 @@ def _deep_checks(cfg: AgentConfig) -> None:
     act = pk.get("activation_fn", "tanh")
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise ConfigError(f"unknown ppo.policy_kwargs.activation_fn {act!r}; valid choices: {', '.join(ACTIVATIONS)}")
-    from metacurr.evaluation.task_sets import HELDOUT_SETS, TASK_SETS, get_task_set
 
     get_task_set(cfg.train.eval_tasks)  # a typo fails now, not at the first periodic evaluation
     if cfg.train.eval_tasks in HELDOUT_SETS:
@@ -201,14 +200,6 @@ def _deep_checks(cfg: AgentConfig) -> None:
 def _check_ppo(cfg, policy_kwargs: dict) -> None:
     """Build the PPO model once on throw-away envs (no data is loaded): SB3 checks its own arguments
     (n_steps, batch_size, learning_rate, net_arch, ...) with asserts and TypeErrors deep inside."""
-    import warnings
-
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from metacurr.envs.rebalance import RebalanceEnv
-    from metacurr.errors import ConfigError
-
     kw = {k: v for k, v in ppo_kwargs(cfg).items() if k != "policy_kwargs"}
     kwargs = cfg.env.env_kwargs()
     venv = DummyVecEnv([lambda: RebalanceEnv(**kwargs)] * cfg.train.n_envs)

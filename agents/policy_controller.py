@@ -12,30 +12,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
 
+import metacurr
+from metacurr.agents.bundle import load_bundle
 from metacurr.controllers.base import Controller
 from metacurr.controllers.mapping import WeightMapping
 from metacurr.envs.observation import ObservationSpec
 from metacurr.errors import ConfigError
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
+from metacurr.tracking import fetch_artifact
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 
 
 def default_bundle_path() -> Path:
     """The shipped default policy (package data under metacurr/pretrained/default)."""
-    import metacurr
-
     return Path(metacurr.__file__).resolve().parent / "pretrained" / "default"
 
 
 def build_policy(obs_size: int, act_size: int, policy_kwargs: dict):
     """Rebuild the SB3 actor-critic with the architecture the bundle records (no pickle involved)."""
-    import gymnasium as gym
-    from stable_baselines3.common.policies import ActorCriticPolicy
-
     kw = dict(policy_kwargs)
     act = kw.pop("activation_fn", "tanh")
     if act not in ACTIVATIONS:
@@ -112,8 +112,6 @@ class PolicyController(Controller):
 
 def load_bundle_controller(path: str | Path, name: str | None = None) -> PolicyController:
     """Load a bundle folder as a PolicyController (checks manifest, layout and checksums)."""
-    from metacurr.agents.bundle import load_bundle
-
     path = Path(path)
     man, state_dict, norm = load_bundle(path)
     try:
@@ -155,8 +153,6 @@ def load_bundle_controller(path: str | Path, name: str | None = None) -> PolicyC
 def load_policy_controller(ref: str) -> PolicyController:
     """Resolve ``policy:PATH`` / ``policy:default`` / ``wandb:...`` and load it."""
     if ref.startswith("wandb:"):
-        from metacurr.tracking import fetch_artifact
-
         return load_bundle_controller(fetch_artifact(ref), name=ref)
     target = ref.split(":", 1)[1]
     if not target:

@@ -10,8 +10,10 @@ after a hard kill, ``resume=True`` continues from the last checkpoint, losing at
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
+import io
 import json
 import logging
 import os
@@ -20,10 +22,26 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
+from tqdm import tqdm
 
+from metacurr.agents.bundle import save_bundle
 from metacurr.agents.config import AgentConfig, ppo_kwargs
+from metacurr.agents.policy_controller import ACTIVATIONS, PolicyController
+from metacurr.config import RunConfig
+from metacurr.controllers import make_controller
+from metacurr.controllers.mapping import WeightMapping
+from metacurr.envs.observation import ObservationSpec
+from metacurr.envs.rebalance import RebalanceEnv
+from metacurr.envs.worker import init_worker_process
 from metacurr.errors import ConfigError
+from metacurr.evaluation.task_sets import task_specs
 from metacurr.io import atomic_write_bytes, atomic_write_json, atomic_write_yaml
+from metacurr.run import run_episode
+from metacurr.seeds import TRAIN_SEED_MAX
 
 log = logging.getLogger(__name__)
 
@@ -31,22 +49,18 @@ log = logging.getLogger(__name__)
 def _make_env(env_kwargs: dict, subprocess: bool):
     """Env factory (module level so SubprocVecEnv can pickle it)."""
     if subprocess:
-        from metacurr.envs.worker import init_worker_process
-
         init_worker_process()  # 1 torch thread, SIGINT left to the learner (it checkpoints), allocator
-    from metacurr.envs.rebalance import RebalanceEnv
 
     return RebalanceEnv(**env_kwargs)
 
 
 def make_vec_env(cfg: AgentConfig, n_envs: int | None = None, kind: str | None = None):
     """The training vector env (not yet normalised)."""
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
-
     n = n_envs or cfg.train.n_envs
     kind = kind or cfg.train.vec_env
     kw = cfg.env.env_kwargs()
     if kind == "batched":
+        # Imported here, not at the top: dummy / subproc training never loads the batched engine.
         from metacurr.envs.batched import BatchedRebalanceVecEnv
         from metacurr.envs.sharded import ShardedBatchedVecEnv
 
@@ -93,8 +107,6 @@ class _Checkpointer:
 
 
 def _save_norm(path: Path, venv) -> None:
-    import io
-
     rms = venv.obs_rms
     buf = io.BytesIO()
     np.savez(buf, mean=rms.mean, var=rms.var, count=np.float64(rms.count), ret_mean=venv.ret_rms.mean,
@@ -110,12 +122,6 @@ def _load_norm(path: Path, venv) -> None:
 
 def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
     """The in-memory policy as a PolicyController (used by the eval callback and to build bundles)."""
-    import copy
-
-    from metacurr.agents.policy_controller import PolicyController
-    from metacurr.controllers.mapping import WeightMapping
-    from metacurr.envs.observation import ObservationSpec
-
     return PolicyController(
         copy.deepcopy(model.policy).cpu(),
         ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features)),
@@ -129,10 +135,6 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
 
 
 def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | None = None) -> Path:
-    from metacurr.agents.bundle import save_bundle
-    from metacurr.controllers.mapping import WeightMapping
-    from metacurr.envs.observation import ObservationSpec
-
     pk = dict(ppo_kwargs(cfg).get("policy_kwargs") or {})
     pk.setdefault("net_arch", [64, 64])
     if "activation_fn" in pk and not isinstance(pk["activation_fn"], str):
@@ -181,11 +183,6 @@ def train_agent(
         progress: show a progress bar on stderr.
         tracker: optional `metacurr.tracking` tracker; receives eval/ metrics and the summary.
     """
-    import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.vec_env import VecNormalize
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.train.threads)
@@ -204,7 +201,6 @@ def train_agent(
     else:
         pk = dict(kw.pop("policy_kwargs", {}) or {})
         act = pk.pop("activation_fn", "tanh")
-        from metacurr.agents.policy_controller import ACTIVATIONS
 
         if act not in ACTIVATIONS:
             raise ConfigError(f"unknown ppo.policy_kwargs.activation_fn {act!r}; valid choices: {', '.join(ACTIVATIONS)}")
@@ -224,8 +220,6 @@ def train_agent(
 
     class Loop(BaseCallback):
         def _on_training_start(self) -> None:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, initial=model.num_timesteps, desc="PPO", unit="step", disable=not progress, leave=False)
             self.last_ckpt = model.num_timesteps
             self.last_eval = model.num_timesteps
@@ -292,12 +286,6 @@ def periodic_eval(model, venv, cfg: AgentConfig) -> dict:
     Monitoring only: the result is logged, never used to select a checkpoint, and it runs on
     training-range seeds (TRAIN_SEED_MAX, TRAIN_SEED_MAX - 1, ...), so evaluation seeds stay untouched.
     """
-    from metacurr.config import RunConfig
-    from metacurr.controllers import make_controller
-    from metacurr.evaluation.seeds import TRAIN_SEED_MAX
-    from metacurr.evaluation.task_sets import task_specs
-    from metacurr.run import run_episode
-
     pol = controller_from_model(model, venv, cfg)
     res: dict[str, list[float]] = {"policy": [], "heuristic": []}
     budget = {"control_steps": cfg.env.control_steps, "inner_steps": cfg.env.inner_steps}

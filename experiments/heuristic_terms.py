@@ -23,16 +23,19 @@ import metacurr
 SETTINGS = [0.0, [0, 0, 0.4], [0.4, 0, 0], [0, 0.4, 0]]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", default="runs/heuristic_terms.jsonl")
-    args = p.parse_args()
+    p.add_argument("--control-steps", type=int, help="budget override (default: the task's)")
+    p.add_argument("--inner-steps", type=int, help="budget override (default: the task's)")
+    args = p.parse_args(argv)
     torch.set_num_threads(1)
     seeds = range(200, 200 + args.seeds)
 
     def loss(ctrl, ln, s, kw=None):
-        return metacurr.train("mnist1d", controller=ctrl, controller_kwargs=kw, seed=s, params={"label_noise": ln})["final_val_loss"]
+        return metacurr.train("mnist1d", controller=ctrl, controller_kwargs=kw, seed=s, params={"label_noise": ln},
+                              control_steps=args.control_steps, inner_steps=args.inner_steps)["final_val_loss"]
 
     base = [[loss("uniform", ln, s) for s in seeds] for ln in SETTINGS]
     rows = []

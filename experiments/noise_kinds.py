@@ -25,6 +25,8 @@ MIXES = ((1 / 3, 1 / 3, 1 / 3), (0.45, 0.1, 0.45), (0.49, 0.02, 0.49))
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--control-steps", type=int, default=20)
+    p.add_argument("--inner-steps", type=int, default=10)
     args = p.parse_args(argv)
     if not 1 <= args.seeds <= 10_000:
         p.error("--seeds must be in 1..10000 (training seeds)")
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         for mix in MIXES:
             accs = [
                 metacurr.train("mnist1d", arch="mlp", controller="best-static", controller_kwargs={"weights": list(mix)},
-                               seed=seed, control_steps=20, inner_steps=10,
+                               seed=seed, control_steps=args.control_steps, inner_steps=args.inner_steps,
                                params={"label_noise": [0.0, rate, 0.0], "noise_kind": kind,
                                        "noise_max": 0.25, "translation_max": 36})["final_val_acc"]
                 for seed in range(args.seeds)

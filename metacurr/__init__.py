@@ -6,11 +6,16 @@ Quick use::
     summary = metacurr.train("mnist1d", arch="mlp", controller="heuristic", seed=0)
     cur = metacurr.Curriculum.from_tensors(stages=[(X0, y0), (X1, y1)], val=(Xv, yv))
     ctrl = metacurr.load_controller("policy:default")
+    res = metacurr.evaluate("uniform,heuristic", "quick", out="runs/eval", seeds=2)
+    report = metacurr.sweep("experiments/sweeps/heuristic.yaml", out="runs/sweep", workers=2)
+    agent = metacurr.train_agent("experiments/main_agent.yaml", out="runs/agent")
 
 Importing metacurr registers the Gymnasium environment ``metacurr/Rebalance-v0``.
 """
 
 from __future__ import annotations
+
+import importlib
 
 from metacurr.config import MonitorConfig, RunConfig, TaskSpec
 from metacurr.controllers import Controller, WeightMapping, list_controllers, make_controller
@@ -29,6 +34,8 @@ def load_controller(ref: str, **kwargs) -> Controller:
 
 
 def _register_envs() -> None:
+    # Imported here: the envs sit in a layer above this facade's other imports, and registering them is
+    # the one side effect of ``import metacurr`` (skipped where gymnasium is missing).
     try:
         import gymnasium  # noqa: F401
     except ImportError:  # pragma: no cover - gymnasium is a dependency
@@ -43,8 +50,25 @@ def _register_envs() -> None:
 
 _register_envs()
 
+#: Library entry points of the heavier jobs, resolved on first use: evaluation pulls in pandas, scipy
+#: and matplotlib, agent training stable-baselines3, and ``import metacurr`` should not pay for them.
+_LAZY = {
+    "evaluate": "metacurr.evaluation.pipeline",
+    "EvaluationResult": "metacurr.evaluation.pipeline",
+    "sweep": "metacurr.sweeps.api",
+    "train_agent": "metacurr.agents.job",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'metacurr' has no attribute {name!r}")
+
+
 __all__ = [
     "ConfigError",
+    "EvaluationResult",
     "Controller",
     "Curriculum",
     "LearningState",
@@ -59,6 +83,9 @@ __all__ = [
     "list_families",
     "load_controller",
     "make_controller",
+    "evaluate",
+    "sweep",
     "train",
+    "train_agent",
     "__version__",
 ]

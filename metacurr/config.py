@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from metacurr.errors import ConfigError, choices_error
+from metacurr.models import ARCHS, check_compatible
+from metacurr.tasks import MAX_STAGES, MIN_STAGES, check_params, family_module
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -177,20 +180,13 @@ def _positive(obj: Any, names: tuple[str, ...], where: str) -> None:
 
 def _validate(obj: Any, where: str) -> None:
     if isinstance(obj, TaskSpec):
-        from metacurr.models import check_compatible
-        from metacurr.tasks import MAX_STAGES, MIN_STAGES, check_params, family_module
-
         if obj.family == CUSTOM_FAMILY:  # bring-your-own curriculum: checked against its layout at run time
-            from metacurr.models import ARCHS
-
             if obj.arch not in ARCHS:
                 raise choices_error("arch", obj.arch, ARCHS)
             mod = None
         else:
             mod = family_module(obj.family)  # unknown family -> ConfigError with choices
         if mod is not None and obj.arch not in mod.ARCHS:
-            from metacurr.models import ARCHS
-
             if obj.arch not in ARCHS:
                 raise choices_error("arch", obj.arch, ARCHS)
             raise ConfigError(
@@ -225,8 +221,6 @@ def check_device(device) -> str:
     Returns the name. ``cuda`` / ``cuda:N`` need a CUDA build of torch and that many GPUs; ``mps``
     needs Apple's backend. Checked up front, so a run never starts and then fails inside torch.
     """
-    import torch
-
     name = str(device)
     try:
         dev = torch.device(name)

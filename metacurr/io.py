@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 
@@ -68,8 +70,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def _default(o: Any):
-    import numpy as np
-
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -83,10 +83,6 @@ def dumps(obj: Any, **kw) -> str:
 
 
 def _finite(o: Any) -> Any:
-    import math
-
-    import numpy as np
-
     if isinstance(o, float | np.floating):
         return float(o) if math.isfinite(float(o)) else None
     if isinstance(o, dict):

@@ -21,6 +21,7 @@ from metacurr.io import atomic_write_json, atomic_write_jsonl, atomic_write_yaml
 from metacurr.models import check_compatible
 from metacurr.tasks.curriculum import Curriculum
 from metacurr.tracking.base import NullTracker, Tracker
+from metacurr.trajectory import trajectory_metrics
 
 
 def resolve_config(
@@ -92,8 +93,6 @@ def run_episode(
             "final_weights": [float(v) for v in state.weights],
         }
     )
-    from metacurr.evaluation.metrics import trajectory_metrics
-
     summary.update(trajectory_metrics(rows, run.n_stages))
     tracker.summary(summary)
     return summary, rows

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from metacurr.cli.common import add_budget_args, check_out_dir, nonneg_int, positive_int
-
-DEFAULT_CONTROLLERS = "uniform,heuristic,best-static,dwa,uncertainty,gradnorm,self-paced,bandit,random,random-policy"
-DEFAULT_SEEDS = 5
+from metacurr.evaluation.specs import DEFAULT_CONTROLLERS
+from metacurr.seeds import DEFAULT_EVAL_SEEDS as DEFAULT_SEEDS
 
 
 def register(sub) -> None:
@@ -42,48 +40,36 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the pipeline pulls in pandas, scipy and matplotlib, which
+    # `metacurr --help` and the other subcommands should not pay for.
     from tqdm import tqdm
 
-    from metacurr.evaluation.harness import collect, execute, incremental_rounds, make_plan
-    from metacurr.evaluation.report import summary_table, write_report
-    from metacurr.evaluation.seeds import eval_seeds
-    from metacurr.evaluation.specs import load_ablations, parse_controllers
-    from metacurr.evaluation.task_sets import parse_tasks
+    from metacurr.evaluation.pipeline import evaluate
+    from metacurr.evaluation.report import summary_table
 
-    # Validate everything before the output folder exists.
-    defaults: dict = {}
-    specs = []
-    if args.ablations:
-        specs, defaults = load_ablations(args.ablations)
-    if args.controllers or not specs:
-        specs = parse_controllers(args.controllers or DEFAULT_CONTROLLERS) + specs
-    task_set, tasks = parse_tasks(args.tasks or str(defaults.get("tasks", "default")))
-    n_seeds = args.seeds or defaults.get("seeds", DEFAULT_SEEDS)
-    seeds = eval_seeds(n_seeds, args.seed_offset)
     out = check_out_dir(args.out)
-    plan = make_plan(specs, tasks, seeds, task_set=task_set, control_steps=args.control_steps,
-                     inner_steps=args.inner_steps, workers=args.workers,
-                     mode="incremental" if args.incremental else "standard",
-                     n_search_seeds=args.search_seeds, device=args.device)
-
-    bar = tqdm(total=len(plan.cells), desc="evaluate", disable=args.no_progress, file=sys.stderr, leave=False)
+    bars: list = []  # the bar appears with the first finished job, so a bad input stays one line
 
     def progress(event: str, done: int, total: int, what: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="evaluate", disable=args.no_progress, file=sys.stderr, leave=False))
+        bar = bars[0]
         bar.total = total
         bar.n = done
         bar.set_postfix_str(what[:40])
         bar.refresh()
 
-    t0 = time.perf_counter()
-    res = execute(plan, out, progress)
-    bar.close()
-    df = collect(plan, out)
-    rounds = incremental_rounds(plan, out) if plan.mode == "incremental" else None
-    stats = write_report(out, plan, df, res["searches"], time.perf_counter() - t0, rounds)
-    print(summary_table(stats))
-    n_div = int(df["diverged"].astype(bool).sum())
-    print(f"{len(df)} runs ({res['ran']} run now, {res['skipped']} resumed), {n_div} diverged or failed; "
-          f"{time.perf_counter() - t0:.1f} s")
-    extra = ", incremental.csv" if rounds is not None and len(rounds) else ""
+    try:
+        res = evaluate(args.controllers, args.tasks, out=out, seeds=args.seeds, seed_offset=args.seed_offset,
+                       workers=args.workers, control_steps=args.control_steps, inner_steps=args.inner_steps,
+                       ablations=args.ablations, incremental=args.incremental, search_seeds=args.search_seeds,
+                       device=args.device, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(summary_table(res.stats))
+    print(f"{len(res.results)} runs ({res.ran} run now, {res.skipped} resumed), {res.n_diverged} diverged or failed; "
+          f"{res.wall_s:.1f} s")
+    extra = ", incremental.csv" if "incremental" in res.paths else ""
     print(f"wrote {out}/results.csv, report.md, stats.json{extra}, plots/")
     return 0

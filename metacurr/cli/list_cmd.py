@@ -11,6 +11,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `metacurr --help` should not load the registries.
     from metacurr.controllers import list_controllers
     from metacurr.models import ARCHS
     from metacurr.tasks import family_module, list_families

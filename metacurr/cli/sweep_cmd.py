@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from metacurr.cli.common import check_out_dir, nonneg_int, positive_int
+from metacurr.errors import ConfigError
 
 _TRIAL_HELP = "one sweep trial: what a sweep file's `command:` runs under `wandb agent`"
 
@@ -76,7 +77,7 @@ def _table(header: list[str], rows: list[list[str]], max_width: int = 40) -> str
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from metacurr.errors import ConfigError
+    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load sweeps.
     from metacurr.sweeps import check_sweep, load_sweep
 
     spec = load_sweep(args.file)
@@ -84,10 +85,10 @@ def run_sweep(args: argparse.Namespace) -> int:
         given = [f for f in ("workers", "count", "out", "seed") if getattr(args, f) is not None]
         if given:
             raise ConfigError(f"--{given[0]} applies to --local sweeps (W&B agents take --count: `metacurr agent ID --count N`)")
-    for notice in check_sweep(spec, seed=args.seed or 0):
-        print(f"note: {notice}", file=sys.stderr)
-    if args.local:
+    else:
         return _run_local(args, spec)
+    for notice in check_sweep(spec, seed=0):
+        print(f"note: {notice}", file=sys.stderr)
     from metacurr.sweeps import create_sweep
 
     try:
@@ -102,10 +103,12 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def _run_local(args: argparse.Namespace, spec) -> int:
-    from metacurr.sweeps import results_table, run_local_sweep
+    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load sweeps.
+    from metacurr.sweeps import results_table
+    from metacurr.sweeps.api import DEFAULT_SWEEP_ROOT, sweep
     from metacurr.sweeps.trial import TrialResult
 
-    out = check_out_dir(args.out or Path("runs") / "sweeps" / spec.name)
+    out = check_out_dir(args.out or DEFAULT_SWEEP_ROOT / spec.name)
     workers = args.workers or 1
     total = 0
     n_done = 0
@@ -127,8 +130,8 @@ def _run_local(args: argparse.Namespace, spec) -> int:
         wall = f" {r.wall_s:.1f}s" if r.wall_s is not None and not r.resumed else ""
         print(f"[{n_done}/{total}] {r.run_id} {what}{m}{wall}{err}", file=sys.stderr)
 
-    report = run_local_sweep(spec, out, workers=workers, count=args.count, seed=args.seed or 0,
-                             source=str(args.file), on_start=on_start, on_result=on_result)
+    report = sweep(spec, out=out, workers=workers, count=args.count, seed=args.seed or 0,
+                   source=str(args.file), on_start=on_start, on_result=on_result)
     header, rows = results_table(report.results, spec.metric_name, [p.name for p in spec.params], short=True)
     print(_table(header[:-1], [r[:-1] for r in rows]))  # errors are in results.csv and the progress lines
     failed = [r for r in report.results if r.status != "finished"]
@@ -142,6 +145,7 @@ def _run_local(args: argparse.Namespace, spec) -> int:
 
 
 def run_agent_cmd(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load sweeps.
     from metacurr.sweeps import run_agent
 
     run_agent(args.sweep_id, count=args.count, project=args.project, entity=args.entity, out_root=args.out_root)
@@ -149,6 +153,7 @@ def run_agent_cmd(args: argparse.Namespace) -> int:
 
 
 def run_trial_cmd(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load sweeps.
     from metacurr.sweeps import parse_param_tokens, run_id, run_trial
     from metacurr.sweeps.spec import TrialCommand
     from metacurr.sweeps.targets import check_target

@@ -24,8 +24,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metacurr.agents.config import load_agent_config
-    from metacurr.agents.train import train_agent
+    # Imported here, not at the top: agent training pulls in stable-baselines3, which `metacurr --help`
+    # and the other subcommands should not pay for.
+    from metacurr.agents.job import train_agent
     from metacurr.cli.common import check_out_dir
 
     overrides: dict = {"train": {}}
@@ -39,30 +40,12 @@ def run(args: argparse.Namespace) -> int:
         overrides["train"]["batched_processes"] = args.batched_processes
     if args.batched_compile is not None:
         overrides["train"]["batched_compile"] = args.batched_compile
-    cfg = load_agent_config(args.config, overrides)
     out = check_out_dir(args.out)
-    tracker = _tracker(args, cfg, out)
-    exit_code = 1  # recorded as failed unless training returns
-    try:
-        summary = train_agent(cfg, out, resume=args.resume, progress=not args.no_progress, tracker=tracker)
-        exit_code = 0 if summary["status"] == "finished" else 130
-    finally:
-        if tracker is not None:
-            tracker.finish(exit_code=exit_code)
-    print(json.dumps({k: v for k, v in summary.items() if v is not None}, default=str))
-    if summary["status"] == "interrupted":
+    res = train_agent(args.config, out=out, overrides=overrides, resume=args.resume, progress=not args.no_progress,
+                      wandb="disabled" if args.wandb == "off" else args.wandb)
+    print(json.dumps({k: v for k, v in res.summary.items() if v is not None}, default=str))
+    if res.status == "interrupted":
         print(f"interrupted: checkpoint saved in {out}/checkpoints; continue with --resume")
         return 130
-    print(f"wrote {out}/policy (use it: --controller policy:{out}/policy)")
+    print(f"wrote {res.policy} (use it: --controller policy:{res.policy})")
     return 0
-
-
-def _tracker(args, cfg, out):
-    mode = "disabled" if args.wandb == "off" else args.wandb
-    try:
-        from metacurr.tracking import make_tracker
-    except ImportError:
-        return None
-    t = make_tracker(mode, out, name=f"agent__{cfg.name}", group="train-agent", tags=["train-agent", cfg.env.distribution],
-                     config=cfg.to_dict())
-    return t

@@ -6,9 +6,8 @@ import argparse
 import json
 import sys
 
-from metacurr.cli.common import add_budget_args, add_threads_arg, check_out_dir, nonneg_int, set_threads
+from metacurr.cli.common import add_budget_args, add_threads_arg, check_out_dir, nonneg_int
 from metacurr.cli.tracking_args import add_tracking_args, parse_tags, sync_hint
-from metacurr.errors import ConfigError
 
 
 def register(sub) -> None:
@@ -28,63 +27,37 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load the run stack.
     from tqdm import tqdm
 
-    from metacurr.config import load_yaml, to_dict
-    from metacurr.run import resolve_config, run_episode, write_run
-    from metacurr.tracking import make_tracker, run_name
+    from metacurr.config import load_yaml
+    from metacurr.training import train_run
 
     data = load_yaml(args.config) if args.config else {}
-    cfg = resolve_config(
-        args.task,
-        config=data,
-        arch=args.arch,
-        seed=args.seed,
-        control_steps=args.control_steps,
-        inner_steps=args.inner_steps,
-        controller=args.controller,
-        device=args.device,
-    )
     out = check_out_dir(args.out)
-    from metacurr.controllers import make_controller
+    bars: list = []  # the bar appears once every check passed, so a bad input stays one line
 
-    ctrl = make_controller(cfg.controller, **cfg.controller_kwargs)  # loads policy bundles: errors before work
-    try:  # e.g. a policy with fewer stage slots than the task has stages
-        ctrl.check_stages(cfg.task.n_stages)
-    except ConfigError as e:
-        raise ConfigError(f"controller {cfg.controller!r} cannot run task {cfg.task.family!r} "
-                          f"with {cfg.task.n_stages} stages: {e}") from None
-    from metacurr.tasks import build_curriculum
-
-    # Build the data now (cached: the run reuses it): a bad difficulty value fails before --out exists.
-    build_curriculum(cfg.task.family, cfg.task.n_stages, cfg.task.seed, cfg.task.params)
-    set_threads(args.threads)
-    bar = tqdm(total=cfg.task.control_steps, desc=f"{cfg.task.family}/{cfg.task.arch} {cfg.controller}",
-               disable=args.no_progress, file=sys.stderr, leave=False)
+    def started(cfg) -> None:
+        bars.append(tqdm(total=cfg.task.control_steps, desc=f"{cfg.task.family}/{cfg.task.arch} {cfg.controller}",
+                         disable=args.no_progress, file=sys.stderr, leave=False))
 
     def on_step(t: int, row: dict) -> None:
-        bar.update(1)
-        bar.set_postfix(val_acc=f"{row['inner/val_acc']:.3f}")
+        bars[0].update(1)
+        bars[0].set_postfix(val_acc=f"{row['inner/val_acc']:.3f}")
 
-    tracker = make_tracker(
-        args.wandb, out,
-        name=run_name(cfg.task.family, cfg.controller, cfg.task.seed),
-        group=args.group,
-        tags=[cfg.controller, cfg.task.family, cfg.task.arch, *parse_tags(args.tags)],
-        config=to_dict(cfg),
-    )
-    ok = False
     try:
-        summary, rows = run_episode(cfg, ctrl, tracker=tracker, on_step=on_step)
-        write_run(out, cfg, summary, rows)
-        ok = True
+        res = train_run(data, out=out, task=args.task, arch=args.arch, seed=args.seed, control_steps=args.control_steps,
+                        inner_steps=args.inner_steps, controller=args.controller, device=args.device, wandb=args.wandb,
+                        group=args.group, tags=parse_tags(args.tags), threads=args.threads, on_start=started,
+                        on_step=on_step)
     finally:
-        bar.close()
-        tracker.finish(exit_code=0 if ok else 1)  # a crashed run is marked failed in W&B and tracking.json
+        for bar in bars:
+            bar.close()
+    summary = res.summary
     keys = ("final_val_acc", "final_val_loss", "shift_acc", "per_stage_acc", "diverged", "wall_s", "monitor_time_fraction")
     print(json.dumps({k: summary[k] for k in keys}, default=lambda v: round(v, 4) if isinstance(v, float) else v))
     print(f"wrote {out}/config.yaml, metrics.jsonl, summary.json, plots/, tracking.json, tb/")
-    hint = sync_hint(tracker.wandb_info)
+    hint = sync_hint(res.wandb_info)
     if hint:
         print(hint)
     return 0

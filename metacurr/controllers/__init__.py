@@ -60,6 +60,8 @@ def make_controller(name: str, **kwargs) -> Controller:
     if not isinstance(name, str) or not name:
         raise choices_error("controller", name, list(REGISTRY))
     if name.startswith("policy:") or name.startswith("wandb:"):
+        # Plugin point, not a layer violation: a saved policy resolves lazily to a PolicyController
+        # (agents layer), so every caller of the registry can run one without importing agents.
         from metacurr.agents.policy_controller import load_policy_controller
 
         return load_policy_controller(name, **kwargs)

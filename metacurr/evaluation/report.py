@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from metacurr.evaluation import figures
-from metacurr.evaluation.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX
+from metacurr.evaluation.collect import load_records
 from metacurr.evaluation.stats import ci_verdict, compute_statistics, mean_ci
 from metacurr.io import atomic_write_json, atomic_write_text
+from metacurr.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX
 
 REFERENCES = ("uniform", "heuristic", "best-static")
 #: Established baselines from the literature (curriculum pacing, multi-task loss weighting, self-paced
@@ -49,7 +50,10 @@ def _f(v, d: int = 3) -> str:
     return f"{v:.{d}f}"
 
 
-def _ci(p: float, lo: float, hi: float, d: int = 3, signed: bool = False) -> str:
+def format_ci(p: float, lo: float, hi: float, d: int = 3, signed: bool = False) -> str:
+    """``point [low, high]`` with ``d`` decimals (signed: ``+0.012 [-0.003, +0.027]``); ``(CI n/a)`` when
+    the interval is not finite or missing (None: a NaN as stored in stats.json)."""
+    p, lo, hi = (np.nan if v is None else v for v in (p, lo, hi))
     fmt = (lambda v: "n/a" if not np.isfinite(v) else f"{v:+.{d}f}") if signed else (lambda v: _f(v, d))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return f"{fmt(p)} (CI n/a)"
@@ -72,14 +76,14 @@ def comparison_table(stats: dict, rows: list[tuple[str, str]], first: str = "con
         a = agg.get(label)
         if a is None:
             continue
-        cells = [name, _ci(a["iqm"], a["iqm_low"], a["iqm_high"], 2)]
+        cells = [name, format_ci(a["iqm"], a["iqm_low"], a["iqm_high"], 2)]
         for r in refs:
             d, p = stats["paired"][r].get(label), stats["poi"][r].get(label)
             if label == r or d is None:
                 cells.append("-")
                 continue
-            cell = _ci(d["mean"], d["low"], d["high"], signed=True)
-            cells.append(cell if p is None else f"{cell}; {_ci(p['p'], p['low'], p['high'], 2)}")
+            cell = format_ci(d["mean"], d["low"], d["high"], signed=True)
+            cells.append(cell if p is None else f"{cell}; {format_ci(p['p'], p['low'], p['high'], 2)}")
         out.append(cells)
     return _table(head, out)
 
@@ -88,8 +92,8 @@ def compare_sentence(name: str, ref: str, paired: dict | None, poi: dict | None)
     """One sentence: does ``name`` beat ``ref``? Decided by the CI of the mean paired difference."""
     if paired is None:
         return f"- `{name}` vs `{ref}`: no common tasks and seeds."
-    diff = _ci(paired["mean"], paired["low"], paired["high"], signed=True)
-    p = "" if poi is None else f"; probability of improvement {_ci(poi['p'], poi['low'], poi['high'], 2)}"
+    diff = format_ci(paired["mean"], paired["low"], paired["high"], signed=True)
+    p = "" if poi is None else f"; probability of improvement {format_ci(poi['p'], poi['low'], poi['high'], 2)}"
     seeds = f"; better on {paired['frac_improved']:.0%} of {paired['n_pairs']} (task, seed) pairs"
     v = ci_verdict(paired["low"], paired["high"])
     head = {
@@ -116,11 +120,11 @@ def verdict(stats: dict, policies: list[str], min_seeds: int | None = None) -> l
     best = ranked[0]
     b = agg[best]
     line = (f"- **Best controller: `{best}`** by IQM of the normalised final val accuracy, "
-            f"{_ci(b['iqm'], b['iqm_low'], b['iqm_high'])} (mean final val acc {_f(b['raw_mean'])}).")
+            f"{format_ci(b['iqm'], b['iqm_low'], b['iqm_high'])} (mean final val acc {_f(b['raw_mean'])}).")
     if len(ranked) > 1:
         r = agg[ranked[1]]
         overlap = not (np.isfinite(b["iqm_low"]) and np.isfinite(r["iqm_high"])) or b["iqm_low"] <= r["iqm_high"]
-        line += (f" Runner-up `{ranked[1]}` {_ci(r['iqm'], r['iqm_low'], r['iqm_high'])}; "
+        line += (f" Runner-up `{ranked[1]}` {format_ci(r['iqm'], r['iqm_low'], r['iqm_high'])}; "
                  + ("the CIs overlap, so the top ranking is not statistically resolved."
                     if overlap else "the CIs do not overlap."))
     lines.append(line)
@@ -170,7 +174,7 @@ def _incremental_section(df: pd.DataFrame, ctrls: list[str]) -> list[str]:
         for k in ("churn_mean", "forgetting_stage0", "forgetting_mean"):
             groups = [pd.to_numeric(t[k], errors="coerce").dropna().to_numpy() for _, t in g.groupby("task")]
             groups = [x for x in groups if len(x)]
-            cells.append(_ci(*mean_ci(groups)) if groups else "n/a")
+            cells.append(format_ci(*mean_ci(groups)) if groups else "n/a")
         cells.append(_f(float(pd.to_numeric(g["final_val_acc"], errors="coerce").mean())))
         rows.append(cells)
     return [
@@ -189,8 +193,6 @@ def _incremental_section(df: pd.DataFrame, ctrls: list[str]) -> list[str]:
 def write_report(out: str | Path, plan, df: pd.DataFrame, searches: dict, wall_s: float | None = None,
                  rounds_df: pd.DataFrame | None = None) -> dict:
     """Write results.csv, stats.json, report.md and plots/ into ``out``; return the statistics."""
-    from metacurr.evaluation.harness import load_records
-
     out = Path(out)
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
     if rounds_df is not None and len(rounds_df):
@@ -238,9 +240,9 @@ def write_report(out: str | Path, plan, df: pd.DataFrame, searches: dict, wall_s
         "interquartile mean over all runs; 95% stratified bootstrap CIs (seeds resampled within each task).",
         "",
         _table(["controller", "IQM [95% CI]", "mean [95% CI]", "final val acc [95% CI]", "runs", "diverged"],
-               [[f"`{c}`", _ci(agg[c]["iqm"], agg[c]["iqm_low"], agg[c]["iqm_high"]),
-                 _ci(agg[c]["mean"], agg[c]["mean_low"], agg[c]["mean_high"]),
-                 _ci(agg[c]["raw_mean"], agg[c]["raw_low"], agg[c]["raw_high"]), agg[c]["n_runs"],
+               [[f"`{c}`", format_ci(agg[c]["iqm"], agg[c]["iqm_low"], agg[c]["iqm_high"]),
+                 format_ci(agg[c]["mean"], agg[c]["mean_low"], agg[c]["mean_high"]),
+                 format_ci(agg[c]["raw_mean"], agg[c]["raw_low"], agg[c]["raw_high"]), agg[c]["n_runs"],
                  int(df.loc[df["controller"] == c, "diverged"].astype(bool).sum())] for c in ctrls]),
         "",
         "## Probability of improvement",
@@ -252,7 +254,7 @@ def write_report(out: str | Path, plan, df: pd.DataFrame, searches: dict, wall_s
     refs = references(stats)
     if refs:
         md.append(_table(["controller"] + [f"P(X > {r})" for r in refs],
-                         [[f"`{c}`"] + [(_ci(stats["poi"][r][c]["p"], stats["poi"][r][c]["low"], stats["poi"][r][c]["high"], 2)
+                         [[f"`{c}`"] + [(format_ci(stats["poi"][r][c]["p"], stats["poi"][r][c]["low"], stats["poi"][r][c]["high"], 2)
                                          if c in stats["poi"][r] else "-") for r in refs] for c in ctrls]))
     else:
         md.append("No reference controller (uniform, heuristic, best-static) was evaluated.")
@@ -262,7 +264,7 @@ def write_report(out: str | Path, plan, df: pd.DataFrame, searches: dict, wall_s
     for r in refs:
         md += [f"### vs `{r}`", "",
                _table(["controller", "mean difference [95% CI]", "pairs improved", "pairs"],
-                      [[f"`{c}`", _ci(d["mean"], d["low"], d["high"], signed=True), f"{d['frac_improved']:.0%}", d["n_pairs"]]
+                      [[f"`{c}`", format_ci(d["mean"], d["low"], d["high"], signed=True), f"{d['frac_improved']:.0%}", d["n_pairs"]]
                        for c, d in stats["paired"][r].items()]), ""]
     md += ["## Final val accuracy per task (mean over seeds)", "",
            _table(["controller"] + [f"`{t}`" for t in stats["tasks"]],
@@ -307,7 +309,7 @@ def summary_table(stats: dict) -> str:
     lines = [head, "-" * len(head)]
     for c in sorted(agg, key=lambda c: -agg[c]["iqm"] if np.isfinite(agg[c]["iqm"]) else math.inf):
         a = agg[c]
-        line = f"{c:<{w}}  {_ci(a['iqm'], a['iqm_low'], a['iqm_high'], 2):<24}{_f(a['raw_mean']):>9}"
+        line = f"{c:<{w}}  {format_ci(a['iqm'], a['iqm_low'], a['iqm_high'], 2):<24}{_f(a['raw_mean']):>9}"
         for r in refs:
             line += f"{(_f(stats['poi'][r][c]['p'], 2) if c in stats['poi'][r] else '-'):>18}"
         lines.append(line)

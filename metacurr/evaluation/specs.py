@@ -19,13 +19,18 @@ from pathlib import Path
 
 import yaml
 
+from metacurr.config import TaskSpec, load_yaml
+from metacurr.controllers import make_controller
 from metacurr.errors import ConfigError
+from metacurr.evaluation.masking import resolve_mask
 
 #: TaskSpec fields a variant may not override: they define the task and its seed.
 FIXED_TASK_FIELDS = ("family", "arch", "n_stages", "seed")
 VARIANT_KEYS = ("name", "controller", "controller_kwargs", "task", "mask", "description")
 ABLATION_KEYS = ("description", "tasks", "seeds", "variants")
 OPEN_LOOP_PREFIX = "open-loop:"
+#: The controllers `metacurr.evaluate` compares when none are given (and no ablations file names variants).
+DEFAULT_CONTROLLERS = "uniform,heuristic,best-static,dwa,uncertainty,gradnorm,self-paced,bandit,random,random-policy"
 
 
 @dataclass(frozen=True)
@@ -119,8 +124,6 @@ def parse_controllers(text: str) -> list[ControllerSpec]:
 
 def check_task_overrides(task: dict, where: str) -> dict:
     """Variant task overrides: TaskSpec fields other than family / arch / n_stages / seed."""
-    from metacurr.config import TaskSpec
-
     if not isinstance(task, dict):
         raise ConfigError(f"{where}.task must be a mapping, got {type(task).__name__}")
     allowed = [f.name for f in dataclasses.fields(TaskSpec) if f.name not in FIXED_TASK_FIELDS]
@@ -137,8 +140,6 @@ def load_ablations(path: str | Path) -> tuple[list[ControllerSpec], dict]:
     Returns:
         (the variants as specs, the defaults dict).
     """
-    from metacurr.config import load_yaml
-
     data = load_yaml(path)
     for k in data:
         if k not in ABLATION_KEYS:
@@ -169,9 +170,6 @@ def load_ablations(path: str | Path) -> tuple[list[ControllerSpec], dict]:
 def validate_specs(specs: list[ControllerSpec], tasks: list[dict] | None = None) -> None:
     """Unique labels, known controllers and parameters, valid masks; policies must load and, given
     ``tasks``, serve every task's stage count."""
-    from metacurr.controllers import make_controller
-    from metacurr.evaluation.masking import resolve_mask
-
     labels = [s.label for s in specs]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:

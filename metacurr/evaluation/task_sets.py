@@ -28,7 +28,9 @@ Not held out (reports label them so):
 from __future__ import annotations
 
 import copy
+import json
 
+from metacurr.config import TaskSpec, from_dict
 from metacurr.errors import ConfigError, choices_error
 
 
@@ -132,16 +134,12 @@ def get_task_set(name: str) -> list[dict]:
 
 def task_specs(name: str, **fields) -> list:
     """The tasks of a named set as `TaskSpec` s (``fields``: other TaskSpec fields, e.g. seed, budget)."""
-    from metacurr.config import TaskSpec, from_dict
-
     return [from_dict(TaskSpec, {**{k: t[k] for k in ("family", "arch", "n_stages", "params")}, **fields}, name)
             for t in get_task_set(name)]
 
 
 def task_key(task: dict) -> tuple:
     """What makes two tasks the same task (the name is only a label)."""
-    import json
-
     return (task["family"], task["arch"], int(task["n_stages"]), json.dumps(task.get("params") or {}, sort_keys=True))
 
 

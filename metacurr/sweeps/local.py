@@ -20,7 +20,10 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
+import torch
+
 from metacurr.errors import ConfigError
+from metacurr.evaluation.orphans import watch_parent
 from metacurr.io import atomic_write_json, atomic_write_text
 from metacurr.sweeps.sampling import plan
 from metacurr.sweeps.spec import SweepSpec
@@ -49,11 +52,9 @@ class LocalSweepReport:
 
 def _worker_init(owner_pid: int | None = None) -> None:
     if owner_pid is not None:  # end this worker if the sweep process dies without cleanup (kill -9)
-        from metacurr.evaluation.orphans import watch_parent
 
         watch_parent(owner_pid)
     # one torch thread per worker: N workers on N cores beat N workers fighting over threads
-    import torch
 
     torch.set_num_threads(1)
     os.environ["WANDB_MODE"] = "offline"

@@ -42,6 +42,7 @@ def create_sweep(spec: SweepSpec, *, project: str | None = None, entity: str | N
     ent = entity or spec.raw.get("entity")
 
     def create() -> tuple[str, str]:
+        # wandb is imported only when W&B is used: its import takes about a second
         import wandb
 
         quiet_wandb()
@@ -97,6 +98,7 @@ def run_agent(
     require_online("running a W&B sweep agent")
     if out_root is not None:
         os.environ[OUT_ROOT_ENV] = str(out_root)  # read by the trial processes the agent starts
+    # wandb is imported only when W&B is used: its import takes about a second
     import wandb
 
     try:

@@ -1,96 +1,90 @@
-"""The metacurr subcommands a sweep can run, and the check of a trial config before any run starts.
+"""The jobs a sweep can run, and the check of a trial config before any run starts.
 
-A trial runs the target through the CLI (exactly what a user would type), so a target is any
-subcommand taking ``--config FILE`` and ``--out DIR``. Its config is checked up front by the same
-loader the subcommand uses, where one is registered in `CONFIG_CHECKS`; other targets validate their
-config when each trial starts.
+A sweep target is a library job that takes a config file and a run folder: ``train``
+(`metacurr.training.train_run`) and ``train-agent`` (`metacurr.train_agent`). Each target's config is
+checked up front by the same loader the job uses. The names match the ``metacurr`` subcommands that
+run the same jobs, so ``metacurr TARGET --config FILE --out DIR`` repeats a trial by hand.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+from metacurr.config import load_yaml
 from metacurr.errors import ConfigError
+from metacurr.run import resolve_config
+from metacurr.training import train_run
+
+
+@dataclass(frozen=True)
+class Target:
+    """One sweep target: its config check, its job, and which tracking options it takes."""
+
+    name: str
+    check: Callable[[dict], None]
+    """Raises ConfigError when a trial config is invalid for this job."""
+    run: Callable[..., None]
+    """``run(config_path, run_dir, *, wandb, group, tags)``: the job; raises on failure."""
+    tracking: tuple[str, ...]
+    """The tracking settings the job honours, among ``wandb``, ``group``, ``tags``."""
 
 
 def _check_train(data: dict) -> None:
-    from metacurr.run import resolve_config
-
     resolve_config(None, config=data)
 
 
+def _run_train(config_path: Path, run_dir: Path, *, wandb: str, group: str | None, tags: Sequence[str]) -> None:
+    # one torch thread, as `metacurr train` runs by default
+    train_run(load_yaml(config_path), out=run_dir, wandb=wandb, group=group, tags=list(tags), threads=1)
+
+
 def _check_train_agent(data: dict) -> None:
+    # Imported here, not at the top: agents pull in stable-baselines3, which sweeps of `train` never need.
     from metacurr.agents.config import load_agent_config
 
     load_agent_config(None, data)
 
 
-#: Subcommands that take --config and --out but are no sweep target (``sweep-run`` would run itself).
-NOT_TARGETS = ("sweep-run",)
+def _run_train_agent(config_path: Path, run_dir: Path, *, wandb: str, group: str | None, tags: Sequence[str]) -> None:
+    # Imported here, not at the top: agents pull in stable-baselines3, which sweeps of `train` never need.
+    from metacurr.agents.job import train_agent
 
-#: target subcommand -> config check (raises ConfigError). Imported lazily: agents pull in SB3.
-CONFIG_CHECKS: dict[str, Callable[[dict], None]] = {
-    "train": _check_train,
-    "train-agent": _check_train_agent,
+    res = train_agent(config_path, out=run_dir, overrides={"train": {}}, wandb=wandb, progress=False)
+    if res.status != "finished":
+        raise RuntimeError(f"agent training {res.status}; checkpoint in {run_dir}/checkpoints")
+
+
+#: target name -> the job a trial runs.
+TARGETS: dict[str, Target] = {
+    "train": Target("train", _check_train, _run_train, ("wandb", "group", "tags")),
+    "train-agent": Target("train-agent", _check_train_agent, _run_train_agent, ("wandb",)),
 }
 
 
-@functools.cache
-def target_options(target: str) -> frozenset[str]:
-    """The option strings of metacurr subcommand ``target`` (empty if there is no such subcommand)."""
-    import argparse
-
-    from metacurr.cli import build_parser
-
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            sub = action.choices.get(target)
-            return frozenset(sub._option_string_actions) if sub is not None else frozenset()
-    return frozenset()
-
-
 def sweepable_targets() -> list[str]:
-    """Subcommands taking ``--config`` and ``--out``."""
-    import argparse
-
-    from metacurr.cli import build_parser
-
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return [n for n in action.choices if n not in NOT_TARGETS and {"--config", "--out"} <= target_options(n)]
-    return []
+    """The names of the jobs a sweep can run."""
+    return list(TARGETS)
 
 
-def check_target(target: str) -> None:
-    """Raise a one-line ConfigError unless ``target`` is a subcommand a sweep can run."""
-    if target in NOT_TARGETS or not {"--config", "--out"} <= target_options(target):
-        valid = sweepable_targets()
+def check_target(target: str) -> Target:
+    """The target named ``target``; a one-line ConfigError if there is none."""
+    if target not in TARGETS:
         raise ConfigError(
             f"sweep target {target!r} is not a metacurr subcommand taking --config and --out; "
-            f"valid choices: {', '.join(valid)}"
+            f"valid choices: {', '.join(TARGETS)}"
         )
+    return TARGETS[target]
 
 
-def check_config(target: str, data: dict) -> bool:
-    """Validate a trial config the way ``metacurr TARGET --config`` will.
-
-    Returns:
-        False when no check is registered for ``target`` (it validates when each trial starts).
+def check_config(target: str, data: dict) -> None:
+    """Validate a trial config the way the target's job will.
 
     Raises:
         ConfigError: the config is invalid (message prefixed with the target).
     """
-    check = CONFIG_CHECKS.get(target)
-    if check is None:
-        return False
     try:
-        check(data)
+        check_target(target).check(data)
     except ConfigError as e:
         raise ConfigError(f"a trial config (base config + sweep parameters) is invalid for `metacurr {target}`: {e}") from None
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("metacurr"):
-            return False  # the target's loader is not installed in this build
-        raise
-    return True
-

@@ -1,10 +1,11 @@
-"""One sweep trial: base config + parameters -> ``metacurr TARGET --config ... --out RUN_DIR`` -> metric.
+"""One sweep trial: base config + parameters -> the target's library job in RUN_DIR -> metric.
 
 The same function serves a local sweep's worker processes, ``wandb agent`` (through
 ``metacurr sweep-run``) and ``metacurr agent``, so a trial is the same run wherever it executes.
 
-A trial folder holds ``trial-config.yaml`` (the exact config the target ran), everything the target
-writes (``summary.json``, ``tracking.json``, ``wandb/``, ...), ``output.log`` (its console output, in
+The target (`metacurr.sweeps.targets`) is a library job; the CLI line that repeats it by hand is recorded
+as the trial's ``command``. A trial folder holds ``trial-config.yaml`` (the exact config the target ran),
+everything the target writes (``summary.json``, ``tracking.json``, ``wandb/``, ...), ``output.log`` (its console output, in
 local sweeps) and ``trial.json`` (parameters, status, metric): the marker a resumed sweep reads.
 """
 
@@ -22,10 +23,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from metacurr.errors import ConfigError
 from metacurr.io import atomic_write_json, atomic_write_yaml
 from metacurr.sweeps.overrides import apply_params
 from metacurr.sweeps.spec import TrialCommand
-from metacurr.sweeps.targets import target_options
+from metacurr.sweeps.targets import check_target
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class TrialResult:
     error: str | None = None
     run_dir: str = ""
     command: str | None = None
-    """The target's command line."""
+    """The ``metacurr`` command line that repeats the trial by hand."""
     resumed: bool = False
     """Found finished on disk and not rerun."""
 
@@ -94,52 +96,24 @@ def load_trial(run_dir: str | Path) -> TrialResult | None:
         return None
 
 
-class _Tail:
-    """A stream that passes writes through and keeps the last few KiB (the error line of a target
-    that was not captured to a file)."""
-
-    def __init__(self, stream: Any, keep: int = 4096):
-        self.stream, self.keep, self.tail = stream, keep, ""
-
-    def write(self, text: str) -> int:
-        self.tail = (self.tail + text)[-self.keep:]
-        return self.stream.write(text)
-
-    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding, ...
-        return getattr(self.stream, name)
-
-    def last_line(self) -> str | None:
-        lines = [ln.strip() for ln in self.tail.splitlines() if ln.strip()]
-        return lines[-1][:500] if lines else None
-
-
 def _active_wandb_run() -> Any:
     mod = sys.modules.get("wandb")
     return getattr(mod, "run", None) if mod is not None else None
 
 
-def _last_line(path: Path) -> str | None:
-    try:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return None
-    return lines[-1][:500] if lines else None
-
-
 def target_argv(command: TrialCommand, config_path: Path, run_dir: Path, *, wandb: str, group: str | None,
                 tags: list[str]) -> list[str]:
-    """The CLI line of a trial; tracking flags only where the target has them."""
-    opts = target_options(command.target)
+    """The ``metacurr`` command line that runs the same job as the trial (tracking flags only where the
+    target takes them)."""
+    tracking = check_target(command.target).tracking
     argv = [command.target, "--config", str(config_path), "--out", str(run_dir)]
-    if "--wandb" in opts:
+    if "wandb" in tracking:
         argv += ["--wandb", wandb]
-    if group and "--group" in opts:
+    if group and "group" in tracking:
         argv += ["--group", group]
-    if tags and "--tags" in opts:
+    if tags and "tags" in tracking:
         argv += ["--tags", ",".join(tags)]
-    if "--no-progress" in opts:
-        argv.append("--no-progress")
-    return argv
+    return argv + ["--no-progress"]
 
 
 def run_trial(
@@ -161,15 +135,14 @@ def run_trial(
         params: sweep parameters (dotted names) set into the base config.
         run_dir: the trial folder (the target's ``--out``).
         metric: summary key to report (None: none).
-        wandb: the target's ``--wandb`` mode (``offline`` in local sweeps).
+        wandb: the target's W&B mode (``offline`` in local sweeps).
         group, tags: W&B group and tags of the run.
         capture: send the target's stdout/stderr to ``run_dir/output.log`` (local sweeps).
 
     Returns:
         The `TrialResult`.
     """
-    from metacurr.cli import main as cli_main
-
+    target = check_target(command.target)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rid = run_dir.name
@@ -178,17 +151,13 @@ def run_trial(
     before = _active_wandb_run()
     t0 = time.perf_counter()
     error = None
-    rc = 1
+    ok = False
     log_path = run_dir / LOG_FILE
-    tail = None
     with contextlib.ExitStack() as stack:
         if capture:
             fh = stack.enter_context(open(log_path, "w", buffering=1))
             stack.enter_context(contextlib.redirect_stdout(fh))
             stack.enter_context(contextlib.redirect_stderr(fh))
-        else:
-            tail = _Tail(sys.stderr)
-            stack.enter_context(contextlib.redirect_stderr(tail))
         try:
             data = apply_params(command.base_config(), params)
             cfg_path = run_dir / CONFIG_FILE
@@ -197,30 +166,32 @@ def run_trial(
             result.command = "metacurr " + " ".join(argv)
             if capture:
                 fh.write(f"$ {result.command}\n")
-            rc = int(cli_main(argv) or 0)
-        except SystemExit as e:  # argparse rejected the line
-            rc = e.code if isinstance(e.code, int) else 2
+            target.run(cfg_path, run_dir, wandb=wandb, group=group, tags=list(tags))
+            ok = True
+        except ConfigError as e:  # bad input: one line, no traceback
+            error = f"ConfigError: {e}"
+            if capture:
+                fh.write(f"error: {e}\n")
+            else:
+                log.error("trial %s: %s", rid, error)
         except Exception as e:  # a crashing target is a failed trial, not a failed sweep
             if capture:  # the trial's own log file gets the traceback
                 traceback.print_exc(file=fh)
             else:
                 log.error("trial %s: `metacurr %s` crashed", rid, command.target, exc_info=True)
             error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
-            rc = 1
     stray = _active_wandb_run()
     if stray is not None and stray is not before:  # a target that crashed before finishing its W&B run
         with contextlib.suppress(Exception):
             stray.finish(exit_code=1)
     result.wall_s = time.perf_counter() - t0
     result.metric = read_metric(run_dir, metric) if metric else None
-    if rc == 0 and (metric is None or result.metric is not None):
+    if ok and (metric is None or result.metric is not None):
         result.status = "finished"
     else:
         result.status = "failed"
         if error is None:
-            error = (_last_line(log_path) if capture else tail.last_line()) or f"exit code {rc}"
-            if rc == 0:
-                error = f"metric {metric!r} not in the run's summary (tracking.json / summary.json)"
+            error = f"metric {metric!r} not in the run's summary (tracking.json / summary.json)"
         result.error = error
     atomic_write_json(run_dir / TRIAL_FILE, result.to_dict())
     return result

@@ -74,6 +74,7 @@ SIDE = 8
 
 @lru_cache(maxsize=1)
 def _digits() -> tuple[np.ndarray, np.ndarray]:
+    # scikit-learn is imported only when the digits family is built: its import is slow
     from sklearn.datasets import load_digits
 
     d = load_digits()

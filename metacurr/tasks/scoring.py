@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from metacurr.errors import ConfigError
+from metacurr.models import build_model
 from metacurr.tasks.curriculum import _as_pair
 
 
@@ -62,8 +63,6 @@ def model_loss_scores(
         ConfigError: malformed data, labels out of range, bad ``steps`` / ``folds`` / ``batch_size``
             / ``lr``, or an architecture that cannot read ``layout``.
     """
-    from metacurr.models import build_model
-
     x, y = _as_pair((x, y), "data")
     n = len(y)
     n_classes = _positive_int("n_classes", n_classes, 2)

@@ -40,6 +40,7 @@ def log_artifact(path: str | Path, name: str, type: str = "policy", run: Any = N
         Whether the artifact was logged.
     """
     try:
+        # wandb is imported only when W&B is used: its import takes about a second
         import wandb
 
         run = run if run is not None else wandb.run
@@ -111,6 +112,7 @@ def fetch_artifact(ref: str, root: str | Path | None = None) -> Path:
     path = f"{parts['entity']}/{parts['project']}/{parts['name']}:{parts['version']}"
 
     def download() -> str:
+        # wandb is imported only when W&B is used: its import takes about a second
         import wandb
 
         api = wandb.Api(timeout=30)

@@ -36,6 +36,7 @@ def server_url() -> str:
     if url:
         return url.rstrip("/")
     try:
+        # wandb is imported only when W&B is used: its import takes about a second
         import wandb
 
         return str(wandb.Settings().base_url).rstrip("/")
@@ -142,6 +143,7 @@ def one_line(err: BaseException | str) -> str:
 
 def quiet_wandb() -> None:
     """Make wandb log to its debug files instead of the terminal (library code never prints)."""
+    # wandb is imported only when W&B is used: its import takes about a second
     import wandb
 
     wandb.setup(settings=wandb.Settings(silent=True))

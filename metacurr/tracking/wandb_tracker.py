@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from metacurr.tracking.artifacts import log_artifact
 from metacurr.tracking.base import Tracker
 from metacurr.tracking.values import plain, scalars
 from metacurr.tracking.wandb_env import ONLINE_INIT_TIMEOUT_S, one_line, quiet_wandb
@@ -50,6 +51,7 @@ class WandbTracker(Tracker):
             return
         tags = [t[:_MAX_TAG] for t in (tags or [])]
         try:
+            # wandb is imported only when W&B is used: its import takes about a second
             import wandb
 
             quiet_wandb()
@@ -124,7 +126,6 @@ class WandbTracker(Tracker):
     def log_artifact(self, path: str | Path, name: str, type: str = "policy") -> None:
         if self.run is None:
             return
-        from metacurr.tracking.artifacts import log_artifact
 
         log_artifact(path, name, type, run=self.run)
 
@@ -151,6 +152,7 @@ class WandbTracker(Tracker):
             return
         try:
             run.finish(exit_code=exit_code)
+            # wandb is imported only when W&B is used: its import takes about a second
             import wandb
 
             # finish() returns before W&B's service has written the run file; teardown waits for it, so

@@ -138,8 +138,8 @@ def test_shipped_default_policy_loads_and_runs():
 
 def test_periodic_eval_runs_on_validation_tasks_with_training_seeds(tmp_path, monkeypatch):
     from metacurr.agents import train as train_mod
-    from metacurr.evaluation.seeds import TRAIN_SEED_MAX
     from metacurr.run import run_episode as real_run_episode
+    from metacurr.seeds import TRAIN_SEED_MAX
 
     seen = []
 
@@ -147,7 +147,7 @@ def test_periodic_eval_runs_on_validation_tasks_with_training_seeds(tmp_path, mo
         seen.append((cfg.task.family, cfg.task.params.get("noise_kind"), cfg.task.seed))
         return real_run_episode(cfg, ctrl)
 
-    monkeypatch.setattr("metacurr.run.run_episode", spy)
+    monkeypatch.setattr(train_mod, "run_episode", spy)
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(
         "name: tiny\nenv: {max_stages: 4, control_steps: 2, inner_steps: 1}\n"

@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metacurr.controllers import REGISTRY, make_controller
-from metacurr.controllers.best_static import BestStatic, candidate_grid, default_resolution, simplex_grid
 from metacurr.controllers.mapping import WeightMapping
 from metacurr.errors import ConfigError
+from metacurr.evaluation import best_static_search
+from metacurr.evaluation.best_static_search import candidate_grid, default_resolution, simplex_grid
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
 
 BASELINES = ["best-static", "dwa", "uncertainty", "gradnorm", "self-paced", "bandit", "random", "random-policy"]
@@ -184,11 +185,11 @@ def test_best_static_search_uses_training_seeds_only():
 
     cfg = resolve_config("digits", arch="mlp", n_stages=2, seed=10_000, control_steps=1, inner_steps=1,
                          params={"n_per_stage": 100, "n_val": 100, "n_test": 50, "n_shift": 100})
-    plan = BestStatic.search_plan(cfg, grid=1)
+    plan = best_static_search.search_plan(cfg, grid=1)
     assert all(p["config"]["task"]["seed"] < 10_000 for p in plan["payloads"])
     with pytest.raises(ConfigError, match="reserved for evaluation"):
-        BestStatic.search(cfg, grid=1, seeds=[10_000])
-    res = BestStatic.search(cfg, grid=1)
+        best_static_search.search(cfg, grid=1, seeds=[10_000])
+    res = best_static_search.search(cfg, grid=1)
     assert res["weights"] in [c["weights"] for c in res["candidates"]] and len(res["candidates"]) == 3
 
 

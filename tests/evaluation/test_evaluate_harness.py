@@ -9,7 +9,9 @@ import pytest
 
 from metacurr.cli import main
 from metacurr.errors import ConfigError
-from metacurr.evaluation.harness import collect, execute, make_plan
+from metacurr.evaluation.collect import collect
+from metacurr.evaluation.execute import execute
+from metacurr.evaluation.plan import make_plan
 from metacurr.evaluation.specs import parse_controllers
 from metacurr.evaluation.task_sets import parse_tasks
 

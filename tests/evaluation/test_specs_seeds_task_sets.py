@@ -5,13 +5,6 @@ import pytest
 
 from metacurr.errors import ConfigError
 from metacurr.evaluation.masking import MaskedController, resolve_mask
-from metacurr.evaluation.seeds import (
-    EVAL_SEED_BASE,
-    TRAIN_SEED_MAX,
-    check_eval_seeds,
-    check_train_seeds,
-    eval_seeds,
-)
 from metacurr.evaluation.specs import load_ablations, parse_controllers, validate_specs
 from metacurr.evaluation.task_sets import (
     HELDOUT_SETS,
@@ -22,6 +15,13 @@ from metacurr.evaluation.task_sets import (
     task_specs,
 )
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
+from metacurr.seeds import (
+    EVAL_SEED_BASE,
+    TRAIN_SEED_MAX,
+    check_eval_seeds,
+    check_train_seeds,
+    eval_seeds,
+)
 
 
 def test_eval_and_train_seeds_are_disjoint_and_enforced():

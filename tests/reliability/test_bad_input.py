@@ -403,7 +403,7 @@ CASES = [
 
 
 def _plan_with_seeds(seeds):
-    from metacurr.evaluation.harness import make_plan
+    from metacurr.evaluation.plan import make_plan
     from metacurr.evaluation.specs import parse_controllers
     from metacurr.evaluation.task_sets import parse_tasks
 

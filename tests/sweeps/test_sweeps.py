@@ -337,16 +337,18 @@ def test_agent_runs_wandb_agent_in_command_mode(monkeypatch, tmp_path):
 
 
 def test_a_crashing_target_is_a_failed_trial_with_its_traceback_logged(tmp_path, monkeypatch):
+    import dataclasses
+
     import wandb
 
-    import metacurr.cli
     from metacurr.sweeps import TrialCommand, run_trial
+    from metacurr.sweeps.targets import TARGETS
 
-    def crash(argv):
+    def crash(config_path, run_dir, **tracking):
         wandb.init(mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True))  # left open
         raise RuntimeError("boom\ndetails")
 
-    monkeypatch.setattr(metacurr.cli, "main", crash)
+    monkeypatch.setitem(TARGETS, "train", dataclasses.replace(TARGETS["train"], run=crash))
     res = run_trial(TrialCommand("train"), {"task.seed": 1}, tmp_path / "t", metric="final_val_loss")
     assert res.status == "failed" and res.error == "RuntimeError: boom"
     assert "Traceback" in (tmp_path / "t" / "output.log").read_text()
