@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-# Most CLI tests do not exercise W&B; tests/tracking sets offline mode itself (and a contract run sets offline).
-os.environ.setdefault("WANDB_MODE", "disabled")
+# Most tests do not exercise W&B (disabled even where the shell says offline, as CI does: each offline run
+# costs seconds); tests/tracking sets offline mode itself.
+os.environ["WANDB_MODE"] = "disabled"  # CI exports offline; runs that test W&B set it themselves
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from metacurr.cli.common import add_budget_args, check_out_dir, nonneg_int, positive_int
+from metacurr.cli.tracking_args import add_tracking_args, parse_tags, sync_hint
 from metacurr.evaluation.specs import DEFAULT_CONTROLLERS
 from metacurr.seeds import DEFAULT_EVAL_SEEDS as DEFAULT_SEEDS
 
@@ -36,6 +37,7 @@ def register(sub) -> None:
                    help="training seeds of the best-static grid search (default 1)")
     p.add_argument("--device", default="cpu", help="torch device of the inner runs (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_tracking_args(p, name=True)
     p.set_defaults(func=run)
 
 
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         res = evaluate(args.controllers, args.tasks, out=out, seeds=args.seeds, seed_offset=args.seed_offset,
                        workers=args.workers, control_steps=args.control_steps, inner_steps=args.inner_steps,
                        ablations=args.ablations, incremental=args.incremental, search_seeds=args.search_seeds,
-                       device=args.device, progress=progress)
+                       device=args.device, progress=progress, wandb=args.wandb, name=args.name,
+                       group=args.group, tags=parse_tags(args.tags))
     finally:
         for bar in bars:
             bar.close()
@@ -72,4 +75,7 @@ def run(args: argparse.Namespace) -> int:
           f"{res.wall_s:.1f} s")
     extra = ", incremental.csv" if "incremental" in res.paths else ""
     print(f"wrote {out}/results.csv, report.md, stats.json{extra}, plots/")
+    hint = sync_hint(res.wandb_info)
+    if hint:
+        print(hint)
     return 0

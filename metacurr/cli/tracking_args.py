@@ -7,8 +7,8 @@ import argparse
 from metacurr.tracking.wandb_env import WANDB_MODES
 
 
-def add_tracking_args(p: argparse.ArgumentParser) -> None:
-    """Add ``--wandb {auto,online,offline,disabled}``, ``--group`` and ``--tags``."""
+def add_tracking_args(p: argparse.ArgumentParser, name: bool = False) -> None:
+    """Add ``--wandb {auto,online,offline,disabled}``, ``--group``, ``--tags`` and, with ``name``, ``--name``."""
     p.add_argument(
         "--wandb", choices=WANDB_MODES, default="auto",
         help="W&B logging: auto = online when logged in (WANDB_API_KEY or `wandb login`), else offline "
@@ -17,6 +17,8 @@ def add_tracking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", help="W&B run group (e.g. a study or sweep name)")
     p.add_argument("--tags", action="append", metavar="TAG[,TAG...]",
                    help="extra W&B tags, comma-separated or repeated")
+    if name:
+        p.add_argument("--name", help="W&B run name (default: derived from the job and its output folder)")
 
 
 def parse_tags(values: list[str] | None) -> list[str]:

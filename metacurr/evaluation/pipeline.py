@@ -28,7 +28,9 @@ from metacurr.evaluation.plan import EvalPlan, Progress, make_plan
 from metacurr.evaluation.report import write_report
 from metacurr.evaluation.specs import DEFAULT_CONTROLLERS, ControllerSpec, load_ablations, parse_controllers
 from metacurr.evaluation.task_sets import parse_tasks
+from metacurr.evaluation.tracking import evaluation_tracker, log_evaluation
 from metacurr.seeds import DEFAULT_EVAL_SEEDS, eval_seeds
+from metacurr.tracking import resolve_mode
 
 
 @dataclass
@@ -55,6 +57,8 @@ class EvaluationResult:
     """Per-round rows of an incremental evaluation (``incremental.csv``); None in standard mode."""
     paths: dict[str, Path] = field(default_factory=dict)
     """The files written: ``results``, ``report``, ``stats``, ``plots`` and, when incremental, ``incremental``."""
+    wandb_info: dict = field(default_factory=dict)
+    """Where the tracker run went: ``{"mode", "id", "run_dir", "url"}`` (``{"mode": "disabled"}`` without W&B)."""
 
     @property
     def n_diverged(self) -> int:
@@ -102,6 +106,10 @@ def evaluate(
     device: str = "cpu",
     progress: Progress | None = None,
     backend: Backend | None = None,
+    wandb: str = "auto",
+    name: str | None = None,
+    group: str | None = None,
+    tags: Sequence[str] = (),
 ) -> EvaluationResult:
     """Compare controllers on held-out tasks x evaluation seeds; write the report into ``out``.
 
@@ -124,6 +132,11 @@ def evaluate(
         device: torch device of the inner runs.
         progress: called after each job as ``progress(event, done, total, what)``.
         backend: where the cells run (`metacurr.evaluation.executors`; default: this process or a pool).
+        wandb: W&B mode of the evaluation's tracker run (``auto``, ``online``, ``offline``, ``disabled``):
+            the results table, the statistics, the plots and the report artifact are logged there
+            (`metacurr.evaluation.tracking`); a W&B failure never fails the evaluation.
+        name, group, tags: the tracker run's name (default ``evaluate__TASKSET__OUTNAME__TIME``), W&B
+            group and extra tags.
 
     Returns:
         An `EvaluationResult`.
@@ -131,6 +144,7 @@ def evaluate(
     Raises:
         ConfigError: invalid input, before anything is written.
     """
+    resolve_mode(wandb)  # a bad mode is a ConfigError before anything is planned or written
     specs, defaults = resolve_specs(controllers, ablations)
     task_set, task_list = parse_tasks(tasks or str(defaults.get("tasks", "default")))
     seed_list = eval_seeds(seeds or defaults.get("seeds", DEFAULT_EVAL_SEEDS), seed_offset)
@@ -141,13 +155,21 @@ def evaluate(
                      inner_steps=inner_steps, workers=workers, mode="incremental" if incremental else "standard",
                      n_search_seeds=search_seeds, device=device)
     t0 = time.perf_counter()
-    res = execute(plan, out, progress, backend)
-    df = collect(plan, out)
-    rounds = incremental_rounds(plan, out) if plan.mode == "incremental" else None
-    stats = write_report(out, plan, df, res["searches"], time.perf_counter() - t0, rounds)
-    paths = {"results": out / "results.csv", "report": out / "report.md", "stats": out / "stats.json",
-             "plots": out / "plots"}
-    if rounds is not None and len(rounds):
-        paths["incremental"] = out / "incremental.csv"
-    return EvaluationResult(df, stats, out, plan, res["ran"], res["skipped"], res["searches"],
-                            time.perf_counter() - t0, rounds, paths)
+    tracker = evaluation_tracker(plan, out, wandb=wandb, name=name, group=group, tags=tags)
+    ok = False
+    try:
+        res = execute(plan, out, progress, backend)
+        df = collect(plan, out)
+        rounds = incremental_rounds(plan, out) if plan.mode == "incremental" else None
+        stats = write_report(out, plan, df, res["searches"], time.perf_counter() - t0, rounds)
+        paths = {"results": out / "results.csv", "report": out / "report.md", "stats": out / "stats.json",
+                 "plots": out / "plots"}
+        if rounds is not None and len(rounds):
+            paths["incremental"] = out / "incremental.csv"
+        result = EvaluationResult(df, stats, out, plan, res["ran"], res["skipped"], res["searches"],
+                                  time.perf_counter() - t0, rounds, paths, dict(tracker.wandb_info))
+        log_evaluation(tracker, result)
+        ok = True
+    finally:
+        tracker.finish(exit_code=0 if ok else 1)  # an interrupted or failed evaluation is marked failed
+    return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,17 @@ def artifact_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "artifact"
 
 
-def log_artifact(path: str | Path, name: str, type: str = "policy", run: Any = None) -> bool:
+def log_artifact(path: str | Path | Sequence[str | Path], name: str, type: str = "policy", run: Any = None) -> bool:
     """Log a file or folder (a policy bundle) as a W&B artifact of ``run`` (default: the active run).
+
+    A list of paths makes one artifact of them all: files at its top level, folders under their own
+    names (an evaluation report: ``results.csv``, ``report.md``, ``stats.json``, ``plots/``).
 
     In an offline run the artifact is recorded in the run's files and uploads with ``wandb sync``.
     Never raises: a failure is a logged warning.
 
     Args:
-        path: the bundle folder (or a single file).
+        path: the bundle folder (or a single file), or a list of files and folders.
         name: artifact name (invalid characters become ``-``).
         type: artifact type.
         run: a ``wandb`` run; None = ``wandb.run``.
@@ -47,19 +51,53 @@ def log_artifact(path: str | Path, name: str, type: str = "policy", run: Any = N
         if run is None:
             log.warning("no active W&B run; artifact %s not logged", name)
             return False
-        p = Path(path)
         art = wandb.Artifact(artifact_name(name), type=type)
-        if p.is_dir():
-            art.add_dir(str(p))
-        elif p.is_file():
-            art.add_file(str(p))
+        if isinstance(path, str | Path):
+            p = Path(path)
+            if p.is_dir():
+                art.add_dir(str(p))
+            elif p.is_file():
+                art.add_file(str(p))
+            else:
+                log.warning("artifact path %s does not exist; not logged", p)
+                return False
         else:
-            log.warning("artifact path %s does not exist; not logged", p)
-            return False
+            paths = [Path(q) for q in path if Path(q).exists()]
+            if not paths:
+                log.warning("none of the artifact paths exist; %s not logged", name)
+                return False
+            for p in paths:
+                if p.is_dir():
+                    art.add_dir(str(p), name=p.name)
+                else:
+                    art.add_file(str(p))
         run.log_artifact(art)
         return True
     except Exception as e:
         log.warning("W&B artifact %s not logged (%s)", name, one_line(e))
+        return False
+
+
+def use_artifact(ref: str, run: Any = None) -> bool:
+    """Mark the artifact ``wandb:ENTITY/PROJECT/NAME:VERSION`` as used by ``run`` (lineage in W&B).
+
+    Offline runs cannot resolve an artifact on the server; there (and on any other failure) it is a
+    logged warning, never an error.
+
+    Returns:
+        Whether the use was recorded.
+    """
+    try:
+        import wandb
+
+        parts = parse_ref(ref)
+        run = run if run is not None else wandb.run
+        if run is None:
+            return False
+        run.use_artifact(f"{parts['entity']}/{parts['project']}/{parts['name']}:{parts['version']}")
+        return True
+    except Exception as e:
+        log.warning("W&B artifact %s not marked as used (%s)", ref, one_line(e))
         return False
 
 

@@ -21,6 +21,15 @@ class Tracker:
     def log_artifact(self, path: str | Path, name: str, type: str = "policy") -> None:
         """Record a file or folder (e.g. a policy bundle) as a versioned artifact of the run."""
 
+    def log_table(self, key: str, table: Any) -> None:
+        """Record a table (a pandas DataFrame), e.g. one row per evaluation run."""
+
+    def log_images(self, images: dict[str, str | Path]) -> None:
+        """Record image files (plots) under the given keys."""
+
+    def use_artifact(self, ref: str) -> None:
+        """Record that the run used the artifact ``ref`` (``wandb:ENTITY/PROJECT/NAME:VERSION``): lineage."""
+
     def finish(self) -> None:
         """End the run (flush files)."""
 

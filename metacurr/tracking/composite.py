@@ -63,6 +63,15 @@ class CompositeTracker(Tracker):
     def log_artifact(self, path: str | Path, name: str, type: str = "policy") -> None:
         self._each("log_artifact", path, name, type)
 
+    def log_table(self, key: str, table: Any) -> None:
+        self._each("log_table", key, table)
+
+    def log_images(self, images: dict[str, str | Path]) -> None:
+        self._each("log_images", images)
+
+    def use_artifact(self, ref: str) -> None:
+        self._each("use_artifact", ref)
+
     def finish(self, exit_code: int = 0) -> None:
         """End every member; ``exit_code`` != 0 marks the run failed (W&B and ``tracking.json``)."""
         for t in self.trackers:

@@ -129,6 +129,33 @@ class WandbTracker(Tracker):
 
         log_artifact(path, name, type, run=self.run)
 
+    def log_table(self, key: str, table: Any) -> None:
+        if self.run is None:
+            return
+        try:
+            import wandb
+
+            self.run.log({key: wandb.Table(dataframe=table)})
+        except Exception as e:
+            log.warning("W&B table %s not logged (%s)", key, one_line(e))
+
+    def log_images(self, images: dict[str, str | Path]) -> None:
+        if self.run is None or not images:
+            return
+        try:
+            import wandb
+
+            self.run.log({key: wandb.Image(str(path)) for key, path in images.items()})
+        except Exception as e:
+            log.warning("W&B images not logged (%s)", one_line(e))
+
+    def use_artifact(self, ref: str) -> None:
+        if self.run is None:
+            return
+        from metacurr.tracking.artifacts import use_artifact
+
+        use_artifact(ref, run=self.run)
+
     def info(self) -> dict:
         """Mode, run id and the folder ``wandb sync`` takes (for offline runs)."""
         if self.run is None:

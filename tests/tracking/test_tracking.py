@@ -269,3 +269,93 @@ def test_train_cli_rejects_bad_wandb_mode(capsys, tmp_path):
         main(["train", "--out", str(tmp_path), "--wandb", "sometimes"])
     assert e.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def summary_of(recs) -> dict:
+    out: dict = {}
+    for r in recs:
+        if r.WhichOneof("record_type") == "summary":
+            out.update(items(r.summary.update))
+    return out
+
+
+def test_evaluate_is_one_tracker_run_with_table_summary_plots_and_report(tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "ev"
+    rc = main(["evaluate", "--controllers", "uniform,heuristic", "--tasks", "quick", "--seeds", "2",
+               "--control-steps", "2", "--inner-steps", "2", "--no-progress", "--out", str(out),
+               "--name", "my-eval", "--group", "study-2", "--tags", "t1"])
+    assert rc == 0
+    recs = wandb_records(offline_run_file(out))
+    run = next(r.run for r in recs if r.WhichOneof("record_type") == "run")
+    assert run.display_name == "my-eval" and run.run_group == "study-2"
+    assert {"evaluate", "quick", "t1"} <= set(run.tags)
+    assert items(run.config.update)["job"] == "evaluate"
+
+    # the results table: one row per controller x task x seed, every column of results.csv
+    logged: dict = {}
+    for r in recs:
+        if r.WhichOneof("record_type") == "history":
+            logged.update(items(r.history.item))
+    ref = {k.split("/")[-1]: v for k, v in logged.items() if k.startswith("eval/results/")}
+    assert ref["_type"] == "table-file" and ref["nrows"] == 4
+    table = json.loads((offline_run_file(out).parent / "files" / ref["path"]).read_text())
+    csv = pd.read_csv(out / "results.csv")
+    assert table["columns"] == list(csv.columns)
+    rows = pd.DataFrame(table["data"], columns=table["columns"])
+    assert sorted(zip(rows["controller"], rows["seed"], rows["final_val_acc"])) == \
+        sorted(zip(csv["controller"], csv["seed"], csv["final_val_acc"]))
+
+    # the statistics as summary values, equal to stats.json
+    stats = json.loads((out / "stats.json").read_text())
+    summary = summary_of(recs)
+    for c in ("uniform", "heuristic"):
+        for k in ("iqm", "iqm_low", "iqm_high"):
+            assert summary[f"eval/aggregate/{c}/{k}"] == pytest.approx(stats["aggregate"][c][k])
+    assert summary["eval/paired/uniform/heuristic/mean"] == pytest.approx(stats["paired"]["uniform"]["heuristic"]["mean"])
+    assert summary["eval/poi/uniform/heuristic/p"] == pytest.approx(stats["poi"]["uniform"]["heuristic"]["p"])
+    assert summary["eval/runs"] == 4
+
+    # every plot as an image, the report files as one artifact
+    pngs = {p.stem for p in (out / "plots").glob("*.png")}
+    assert pngs and {f"plots/{s}" for s in pngs} == {k.rsplit("/", 1)[0] for k in logged if k.startswith("plots/")}
+    assert all(logged[f"plots/{s}/_type"] == "image-file" for s in pngs)
+    arts = [r.artifact for r in recs if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "evaluation"]
+    assert [a.name for a in arts] == ["evaluation-ev"]
+    paths = {e.path for a in arts for e in a.manifest.contents}
+    assert {"results.csv", "report.md", "stats.json"} <= paths and any(p.startswith("plots/") for p in paths)
+    assert not any(p.startswith(("runs/", "wandb/")) for p in paths)
+
+    record = json.loads((out / "tracking.json").read_text())
+    assert record["status"] == "finished" and record["summary"]["eval/runs"] == 4
+
+
+def test_evaluate_goes_on_when_wandb_cannot_start_or_reach_its_server(tmp_path, monkeypatch):
+    import wandb
+
+    import metacurr
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated W&B outage")
+
+    monkeypatch.setattr(wandb, "init", boom)
+    res = metacurr.evaluate("uniform", out=tmp_path / "a", tasks="quick", seeds=1, control_steps=2, inner_steps=2,
+                            wandb="offline")
+    assert res.wandb_info == {"mode": "disabled"} and len(res.results) == 1
+    monkeypatch.undo()
+    # an online run with an unreachable server falls back to offline; the evaluation completes
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setattr("metacurr.tracking.wandb_tracker.ONLINE_INIT_TIMEOUT_S", 3.0)  # seconds, not 20
+    res = metacurr.evaluate("uniform", out=tmp_path / "b", tasks="quick", seeds=1, control_steps=2, inner_steps=2,
+                            wandb="online")
+    assert len(res.results) == 1 and res.wandb_info["mode"] in ("offline", "disabled")
+
+
+def test_evaluate_rejects_a_bad_wandb_mode_before_writing(tmp_path):
+    import metacurr
+
+    with pytest.raises(ConfigError, match="unknown W&B mode .sometimes.; valid choices"):
+        metacurr.evaluate("uniform", out=tmp_path / "x", tasks="quick", seeds=1, wandb="sometimes")
+    assert not (tmp_path / "x").exists()
