@@ -88,7 +88,7 @@ def use_artifact(ref: str, run: Any = None) -> bool:
         Whether the use was recorded.
     """
     try:
-        import wandb
+        import wandb  # only when W&B is used: its import takes about a second
 
         parts = parse_ref(ref)
         run = run if run is not None else wandb.run

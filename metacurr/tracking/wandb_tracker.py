@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from metacurr.tracking.artifacts import log_artifact
+from metacurr.tracking.artifacts import log_artifact, use_artifact
 from metacurr.tracking.base import Tracker
 from metacurr.tracking.values import plain, scalars
 from metacurr.tracking.wandb_env import ONLINE_INIT_TIMEOUT_S, one_line, quiet_wandb
@@ -133,7 +133,7 @@ class WandbTracker(Tracker):
         if self.run is None:
             return
         try:
-            import wandb
+            import wandb  # only when W&B is used: its import takes about a second
 
             self.run.log({key: wandb.Table(dataframe=table)})
         except Exception as e:
@@ -143,7 +143,7 @@ class WandbTracker(Tracker):
         if self.run is None or not images:
             return
         try:
-            import wandb
+            import wandb  # only when W&B is used: its import takes about a second
 
             self.run.log({key: wandb.Image(str(path)) for key, path in images.items()})
         except Exception as e:
@@ -152,8 +152,6 @@ class WandbTracker(Tracker):
     def use_artifact(self, ref: str) -> None:
         if self.run is None:
             return
-        from metacurr.tracking.artifacts import use_artifact
-
         use_artifact(ref, run=self.run)
 
     def info(self) -> dict:
@@ -180,7 +178,7 @@ class WandbTracker(Tracker):
         try:
             run.finish(exit_code=exit_code)
             # wandb is imported only when W&B is used: its import takes about a second
-            import wandb
+            import wandb  # only when W&B is used: its import takes about a second
 
             # finish() returns before W&B's service has written the run file; teardown waits for it, so
             # the run is complete on disk (ready for `wandb sync`) when finish returns. Only when no
