@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from metacurr.controllers.base import Controller
-from metacurr.controllers.mapping import WeightMapping
 from metacurr.envs.observation import ObservationSpec
 from metacurr.errors import ConfigError
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
+from metacurr.weights import WeightMapping
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 

@@ -113,8 +113,8 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
     import copy
 
     from metacurr.agents.policy_controller import PolicyController
-    from metacurr.controllers.mapping import WeightMapping
     from metacurr.envs.observation import ObservationSpec
+    from metacurr.weights import WeightMapping
 
     return PolicyController(
         copy.deepcopy(model.policy).cpu(),
@@ -130,8 +130,8 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
 
 def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | None = None) -> Path:
     from metacurr.agents.bundle import save_bundle
-    from metacurr.controllers.mapping import WeightMapping
     from metacurr.envs.observation import ObservationSpec
+    from metacurr.weights import WeightMapping
 
     pk = dict(ppo_kwargs(cfg).get("policy_kwargs") or {})
     pk.setdefault("net_arch", [64, 64])

@@ -26,12 +26,11 @@ import numpy as np
 from gymnasium import spaces
 
 from metacurr.config import MonitorConfig, TaskSpec, check_device, from_dict
-from metacurr.controllers.base import normalize
-from metacurr.controllers.mapping import WeightMapping
 from metacurr.envs.observation import ObservationSpec
 from metacurr.envs.task_distribution import TRAIN_SEED_MAX, TaskDistribution, get_distribution
 from metacurr.errors import ConfigError, choices_error
 from metacurr.inner_run import InnerRun
+from metacurr.weights import WeightMapping, normalize
 
 REWARDS = ("val_loss", "val_acc")
 
