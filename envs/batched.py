@@ -75,7 +75,6 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -96,9 +95,10 @@ from metacurr.inner_run import derive_seeds
 from metacurr.models import build_model
 from metacurr.monitors.learning_monitor import assemble_batch, probe_indicators, probe_sets
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
+from metacurr.optim import StackedOptimizer, clip_grads_per_run, fused_update, grad_of
 from metacurr.tasks import build_curriculum
 from metacurr.tasks.curriculum import Curriculum
-from metacurr.trainer import ADAM_BETAS, ADAM_EPS, ADAMW_WEIGHT_DECAY, SGD_MOMENTUM, _grad, cosine_lr
+from metacurr.trainer import cosine_lr
 
 __all__ = ["BatchedRebalanceVecEnv", "BatchedRebalanceVectorEnv", "StackedOptimizer", "map_weights"]
 
@@ -106,152 +106,6 @@ __all__ = ["BatchedRebalanceVecEnv", "BatchedRebalanceVectorEnv", "StackedOptimi
 # --------------------------------------------------------------------------------------------------
 # Functional optimiser on stacked parameters
 # --------------------------------------------------------------------------------------------------
-
-
-class StackedOptimizer:
-    """torch.optim's Adam / AdamW / SGD(momentum 0.9) on parameters stacked along a leading run dim.
-
-    Each run has its own step count and learning rate (runs are reset individually). Where all runs
-    share them (the usual case) the update is `metacurr.trainer.FunctionalOptimizer`'s, i.e.
-    torch.optim's kernels with Python scalars, bitwise; where they differ, the per-run scalars become
-    float32 tensors broadcast over each run's slice (same formulas; SGD's ``add_(buf, alpha=-lr)`` then
-    rounds once more). Every operation is element-wise within a run, so a non-finite run stays alone.
-
-    Args:
-        kind: ``"adam"``, ``"adamw"`` or ``"sgd"``.
-        params: stacked tensors, each (N, ...), updated in place.
-    """
-
-    def __init__(self, kind: str, params: Sequence[torch.Tensor]):
-        if kind not in ("adam", "adamw", "sgd"):
-            raise ValueError(f"unknown optimizer {kind!r}")
-        self.kind = kind
-        self.params = list(params)
-        self.n = self.params[0].shape[0]
-        self.steps = np.zeros(self.n, dtype=np.int64)
-        if kind == "sgd":
-            self.bufs = [torch.zeros_like(p) for p in self.params]
-        else:
-            self.exp_avgs = [torch.zeros_like(p) for p in self.params]
-            self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]
-
-    def reset_runs(self, runs: Sequence[int]) -> None:
-        """Forget the state of ``runs`` (a fresh optimiser for a reset run)."""
-        idx = torch.as_tensor(list(runs), dtype=torch.long, device=self.params[0].device)
-        states = self.bufs if self.kind == "sgd" else self.exp_avgs + self.exp_avg_sqs
-        for s in states:
-            s.index_fill_(0, idx, 0.0)
-        self.steps[list(runs)] = 0
-
-    def _per_run(self, values: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(values, dtype=np.float64)).to(dtype=like.dtype, device=like.device)
-        return t.view(-1, *([1] * (like.dim() - 1)))
-
-    @torch.no_grad()
-    def step(self, grads: Sequence[torch.Tensor], lr: np.ndarray) -> None:
-        """One update; ``lr``: (N,) learning rate of each run."""
-        lr = np.asarray(lr, dtype=np.float64)
-        self.steps += 1
-        params, gs = self.params, list(grads)
-        uniform = bool(np.all(lr == lr[0]) and np.all(self.steps == self.steps[0]))
-        if self.kind == "sgd":
-            fresh = self.steps == 1
-            if fresh.all():
-                for b, g in zip(self.bufs, gs):
-                    b.copy_(g)
-            elif not fresh.any():
-                torch._foreach_mul_(self.bufs, SGD_MOMENTUM)
-                torch._foreach_add_(self.bufs, gs, alpha=1.0)
-            else:
-                for b, g in zip(self.bufs, gs):
-                    mask = self._per_run(fresh, g).bool()
-                    b.copy_(torch.where(mask, g, b * SGD_MOMENTUM + g))
-            if uniform:
-                torch._foreach_add_(params, self.bufs, alpha=-float(lr[0]))
-            else:
-                for p, b in zip(params, self.bufs):
-                    p.add_(b * self._per_run(-lr, p))
-            return
-        beta1, beta2 = ADAM_BETAS
-        t = self.steps.astype(np.float64)
-        if self.kind == "adamw":
-            decay = 1 - lr * ADAMW_WEIGHT_DECAY
-            if uniform:
-                torch._foreach_mul_(params, float(decay[0]))
-            else:
-                for p in params:
-                    p.mul_(self._per_run(decay, p))
-        torch._foreach_lerp_(self.exp_avgs, gs, 1 - beta1)
-        torch._foreach_mul_(self.exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(self.exp_avg_sqs, gs, gs, 1 - beta2)
-        if uniform:
-            step = float(t[0])
-            step_size = (float(lr[0]) / (1 - beta1**step)) * -1
-            bc2_sqrt = (1 - beta2**step) ** 0.5
-            denom = torch._foreach_sqrt(self.exp_avg_sqs)
-            torch._foreach_div_(denom, bc2_sqrt)
-            torch._foreach_add_(denom, ADAM_EPS)
-            torch._foreach_addcdiv_(params, self.exp_avgs, denom, step_size)
-            return
-        step_size = np.array([(float(lr[i]) / (1 - beta1 ** float(t[i]))) * -1 for i in range(self.n)])
-        bc2_sqrt = np.array([(1 - beta2 ** float(t[i])) ** 0.5 for i in range(self.n)])
-        for p, m, v in zip(params, self.exp_avgs, self.exp_avg_sqs):
-            denom = (v.sqrt() / self._per_run(bc2_sqrt, p)).add_(ADAM_EPS)
-            p.addcdiv_(m * self._per_run(step_size, p), denom)
-
-    def fused_scalars(self, lr: np.ndarray) -> tuple[torch.Tensor, ...]:
-        """Count ``k`` steps and return the per-run scalars of `fused_update` for each, as (k, N)
-        float32 tensors computed in float64 with `step`'s per-run formulas; ``lr``: (k, N) learning
-        rates. (step_size, bc2_sqrt, decay) for Adam / AdamW, (-lr, fresh) for SGD. Tensors, not
-        Python floats, so a compiled step never recompiles for a new step count or learning rate."""
-        lr = np.asarray(lr, dtype=np.float64)
-        t = self.steps[None, :] + np.arange(1, lr.shape[0] + 1)[:, None]
-        self.steps += lr.shape[0]
-        dev = self.params[0].device
-
-        def f32(a):
-            return torch.as_tensor(np.asarray(a, dtype=np.float64)).to(dtype=torch.float32, device=dev)
-
-        if self.kind == "sgd":
-            return f32(-lr), f32(t == 1)
-        beta1, beta2 = ADAM_BETAS
-        t = t.astype(np.float64)
-        step_size = (lr / (1 - beta1**t)) * -1
-        bc2_sqrt = (1 - beta2**t) ** 0.5
-        decay = 1 - lr * ADAMW_WEIGHT_DECAY if self.kind == "adamw" else np.ones_like(lr)
-        return f32(step_size), f32(bc2_sqrt), f32(decay)
-
-    @property
-    def state(self) -> tuple[list[torch.Tensor], ...]:
-        return (self.bufs,) if self.kind == "sgd" else (self.exp_avgs, self.exp_avg_sqs)
-
-
-def fused_update(kind: str, params, state, grads, coef: torch.Tensor | None, scalars) -> None:
-    """`StackedOptimizer.step`'s per-run branch on gradients scaled by the per-run clipping ``coef``
-    (None: unscaled), written as plain tensor operations (in place on ``params`` and ``state``) so that
-    ``torch.compile`` can fuse the whole update into a few loops. ``scalars``: one step's row of
-    `StackedOptimizer.fused_scalars`."""
-
-    def per_run(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return v.view(-1, *([1] * (like.dim() - 1)))
-
-    if kind == "sgd":
-        neg_lr, fresh = scalars
-        for p, b, g in zip(params, state[0], grads):
-            g = g if coef is None else g * per_run(coef, g)
-            b.copy_(torch.where(per_run(fresh, g) > 0, g, b * SGD_MOMENTUM + g))
-            p.add_(b * per_run(neg_lr, p))
-        return
-    beta1, beta2 = ADAM_BETAS
-    step_size, bc2_sqrt, decay = scalars
-    for p, m, v, g in zip(params, state[0], state[1], grads):
-        g = g if coef is None else g * per_run(coef, g)
-        if kind == "adamw":
-            p.mul_(per_run(decay, p))
-        m.lerp_(g, 1 - beta1)
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (v.sqrt() / per_run(bc2_sqrt, p)).add_(ADAM_EPS)
-        p.addcdiv_(m * per_run(step_size, p), denom)
 
 
 def _fused_inner_step(forward, names, kind, clip, params, state, x, y, w, scalars):
@@ -639,9 +493,9 @@ class _Group:
             per_ex = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")
             per_stage = per_ex.view(n, s, b).mean(-1)
             loss = (w_t * per_stage).sum(-1)  # (n,): runs share no parameters, so d(sum)/d(run i) = own grad
-            grads = list(_grad(loss.sum(), self.param_tuple))
+            grads = list(grad_of(loss.sum(), self.param_tuple))
             if clip != float("inf") or i == k - 1:
-                grads, gnorm = _clip_per_run(grads, clip)
+                grads, gnorm = clip_grads_per_run(grads, clip)
             self.opt.step(grads, lr)
             loss_sum += per_stage.detach()
             for sl in slots:
@@ -1135,14 +989,6 @@ def _shape_of(cur: Curriculum, cfg) -> tuple:
         tuple(len(y) for _, y in cur.stages), tuple(cur.input_shape), cur.n_classes, min(cfg.val_size, len(cur.val[1])),
         cur.layout,
     )  # fmt: skip
-
-
-def _clip_per_run(grads: list[torch.Tensor], max_norm: float) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """`metacurr.trainer.clip_grads` per run: (clipped grads, (N,) total norms)."""
-    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), 2.0, dim=1) for g in grads], 1)
-    total = torch.linalg.vector_norm(norms, 2.0, dim=1)
-    coef = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
-    return [g * coef.view(-1, *([1] * (g.dim() - 1))) for g in grads], total
 
 
 def _cur_key(spec: TaskSpec) -> tuple:
