@@ -6,7 +6,7 @@ and representation drift against the previous snapshot. The time spent here is a
 ``seconds`` so runs can report it as a fraction of their wall time.
 
 `probe_indicators` is the tensor part, written for a leading run dimension so the batched vector env
-(`metacurr.envs.batched`) evaluates N runs' probes with the same code: one ``log_softmax`` and one
+(`metacurr.batched`) evaluates N runs' probes with the same code: one ``log_softmax`` and one
 ``argmax`` over all probe and val logits serve every indicator, and drift keeps the previous step's
 centred Gram matrix rather than its features (one Gram matrix per step instead of two).
 """
