@@ -1,8 +1,10 @@
 """One inner training run, advanced one control step at a time.
 
 `InnerRun` is the single implementation of "train for k steps with these weights, then read the
-monitors" shared by `metacurr.train`, the Gymnasium environment and `metacurr evaluate`, so a controller
-sees exactly the same states in all three.
+monitors, then stamp the weights into the state" shared by `metacurr.train`, the Gymnasium environment,
+`metacurr evaluate` and incremental retraining (`InnerRun.play`, with ``continue_model`` for its rounds),
+so a controller sees exactly the same states in all of them. `seeded_parts` is the seeding recipe of
+every run, single or batched (`metacurr.batched`).
 """
 
 from __future__ import annotations
