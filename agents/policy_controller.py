@@ -20,11 +20,11 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 import metacurr
 from metacurr.agents.bundle import load_bundle
 from metacurr.controllers.base import Controller
-from metacurr.controllers.mapping import WeightMapping
 from metacurr.envs.observation import ObservationSpec
 from metacurr.errors import ConfigError
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
 from metacurr.tracking import fetch_artifact
+from metacurr.weights import WeightMapping
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 

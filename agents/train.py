@@ -33,7 +33,6 @@ from metacurr.agents.config import AgentConfig, ppo_kwargs
 from metacurr.agents.policy_controller import ACTIVATIONS, PolicyController
 from metacurr.config import RunConfig
 from metacurr.controllers import make_controller
-from metacurr.controllers.mapping import WeightMapping
 from metacurr.envs.observation import ObservationSpec
 from metacurr.envs.rebalance import RebalanceEnv
 from metacurr.envs.worker import init_worker_process
@@ -42,6 +41,7 @@ from metacurr.evaluation.task_sets import task_specs
 from metacurr.io import atomic_write_bytes, atomic_write_json, atomic_write_yaml
 from metacurr.run import run_episode
 from metacurr.seeds import TRAIN_SEED_MAX
+from metacurr.weights import WeightMapping
 
 log = logging.getLogger(__name__)
 

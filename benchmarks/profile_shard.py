@@ -105,10 +105,11 @@ def _probe_matmul_check(task: dict, n: int) -> None:
     probe forward's first ``baddbmm``; timing that call directly inside the same loop says otherwise."""
     from torch.profiler import ProfilerActivity, profile
 
+    import metacurr.batched.forwards as forwards
     import metacurr.envs.batched as batched
 
     times: dict[str, list[float]] = {"baddbmm (bias copy + matmul)": [], "plain bmm, same operands, right after": []}
-    orig = batched._mlp_probe_forward
+    orig = forwards.mlp_probe_forward
 
     def timed(p, x):
         xf, wt = x.flatten(2), p["body.1.weight"].transpose(1, 2)
@@ -132,12 +133,12 @@ def _probe_matmul_check(task: dict, n: int) -> None:
             env.step(a)
     copy = [e for e in prof.key_averages(group_by_input_shape=True) if e.key == "aten::copy_" and e.input_shapes
             and len(e.input_shapes[0]) == 3 and e.input_shapes[0][1] > 512]  # fmt: skip
-    batched._mlp_probe_forward = timed
+    forwards.mlp_probe_forward = timed
     try:
         for _ in range(30):
             env.step(a)
     finally:
-        batched._mlp_probe_forward = orig
+        forwards.mlp_probe_forward = orig
         env.close()
     print("probe forward, first layer (eager env, 1 thread):")
     if copy:

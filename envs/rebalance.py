@@ -26,14 +26,27 @@ import numpy as np
 from gymnasium import spaces
 
 from metacurr.config import MonitorConfig, TaskSpec, check_device, from_dict
-from metacurr.controllers.base import normalize
-from metacurr.controllers.mapping import WeightMapping
 from metacurr.envs.observation import ObservationSpec
 from metacurr.envs.task_distribution import TRAIN_SEED_MAX, TaskDistribution, get_distribution
 from metacurr.errors import ConfigError, choices_error
 from metacurr.inner_run import InnerRun
+from metacurr.weights import WeightMapping, normalize
 
 REWARDS = ("val_loss", "val_acc")
+
+
+def step_info(max_stages: int, weights: np.ndarray, diverged: bool, val_loss: float, val_acc: float, t: int) -> dict:
+    """The ``info`` dict of a step or reset (weights padded to ``max_stages``)."""
+    w = np.zeros(max_stages, dtype=np.float32)
+    w[: len(weights)] = weights
+    return {
+        "diverged": bool(diverged),
+        "val_loss": float(val_loss),
+        "val_acc": float(val_acc),
+        "weights": w,
+        "n_stages": len(weights),
+        "control_step": int(t),
+    }
 
 
 def as_task_spec(task: Any) -> TaskSpec:
@@ -115,16 +128,24 @@ class RebalanceEnv(gym.Env):
         self.action_space = spaces.Box(-1.0, 1.0, (m,), np.float32)
         self.feature_names = self.obs_spec.feature_names()
         self.run: InnerRun | None = None
-        self.weights: np.ndarray | None = None
 
     def _with_budget(self, spec: TaskSpec) -> TaskSpec:
         return dataclasses.replace(spec, **{k: v for k, v in self.budget.items() if v is not None})
 
-    def _potential(self, state) -> float:
-        return -state.glob["val_loss"] if self.reward_kind == "val_loss" else state.glob["val_acc"]
+    def potential(self, val_loss, val_acc):
+        """The reward's potential (floats or arrays): r_t = potential_t - potential_{t-1}."""
+        return -val_loss if self.reward_kind == "val_loss" else val_acc
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
+    def _potential(self, state) -> float:
+        return self.potential(state.glob["val_loss"], state.glob["val_acc"])
+
+    def sample_task(
+        self, rng: np.random.Generator, options: dict | None = None, distribution: TaskDistribution | None = None
+    ) -> TaskSpec:
+        """The task of the next episode, drawn from ``rng`` (the env's ``np_random``; the batched vector
+        env passes each slot's): ``options["task"]`` if given (its own seed if it names one), else the
+        fixed task with a fresh seed (unless ``fixed_seed``), else a draw from ``distribution`` (default:
+        the env's)."""
         options = options or {}
         unknown = set(options) - {"task"}
         if unknown:
@@ -132,41 +153,39 @@ class RebalanceEnv(gym.Env):
         if "task" in options:
             spec = self._with_budget(as_task_spec(options["task"]))
             if isinstance(options["task"], dict) and "seed" not in options["task"]:
-                spec = dataclasses.replace(spec, seed=int(self.np_random.integers(0, TRAIN_SEED_MAX + 1)))
+                spec = dataclasses.replace(spec, seed=int(rng.integers(0, TRAIN_SEED_MAX + 1)))
         elif self.fixed_task is not None:
             spec = self.fixed_task
             if not self.fixed_seed:
-                spec = dataclasses.replace(spec, seed=int(self.np_random.integers(0, TRAIN_SEED_MAX + 1)))
+                spec = dataclasses.replace(spec, seed=int(rng.integers(0, TRAIN_SEED_MAX + 1)))
         else:
-            spec = self.distribution.sample(self.np_random)
+            spec = (distribution or self.distribution).sample(rng)
         self.obs_spec.check_stages(spec.n_stages)
-        self.task_spec = spec
+        return spec
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        spec = self.task_spec = self.sample_task(self.np_random, options)
         self.run = InnerRun(spec, self.monitor_cfg, device=self.device)
-        n = spec.n_stages
-        self.weights = np.full(n, 1.0 / n)
-        state = self.run.reset(self.weights)
+        state = self.run.reset()  # uniform weights
         self._phi = self._potential(state)
         self.start_val_loss = state.glob["val_loss"]
         return self.obs_spec.build(state), self._info(state)
 
     def _info(self, state) -> dict:
-        w = np.zeros(self.obs_spec.max_stages, dtype=np.float32)
-        w[: len(self.weights)] = self.weights
-        return {
-            "diverged": bool(self.run.diverged),
-            "val_loss": float(state.glob["val_loss"]),
-            "val_acc": float(state.glob["val_acc"]),
-            "weights": w,
-            "n_stages": int(self.run.n_stages),
-            "control_step": int(self.run.t),
-        }
+        return step_info(self.obs_spec.max_stages, self.run.weights, self.run.diverged, state.glob["val_loss"],
+                         state.glob["val_acc"], self.run.t)
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """The stage weights in force (the run's; None before the first reset)."""
+        return None if self.run is None else self.run.weights
 
     def step(self, action):
         if self.run is None:
             raise RuntimeError("call reset() before step()")
         n = self.run.n_stages
-        self.weights = self.mapping.apply(self.weights, np.asarray(action, dtype=np.float64).reshape(-1)[:n])
-        state = self.run.step(self.weights)
+        state = self.run.step(self.mapping.apply(self.run.weights, np.asarray(action, dtype=np.float64).reshape(-1)[:n]))
         if self.run.diverged:
             reward = -self.divergence_penalty
             terminated, truncated = True, False

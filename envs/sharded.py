@@ -18,23 +18,22 @@ the first does. Errors raised in a worker (a `ConfigError`, say) are raised agai
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
 import traceback
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
+from metacurr.envs.batched import BatchedRebalanceVecEnv
+from metacurr.envs.worker import init_worker_process
 from metacurr.errors import ConfigError
 
 __all__ = ["ShardedBatchedVecEnv"]
 
 
 def _worker(conn, n: int, offset: int, kwargs: dict) -> None:
-    from metacurr.envs.worker import init_worker_process
-
     init_worker_process()  # 1 torch thread, SIGINT left to the parent, glibc keeps freed buffers
-    from metacurr.envs.batched import BatchedRebalanceVecEnv
-
     env = None
     try:
         env = BatchedRebalanceVecEnv(n_envs=n, threads=1, **kwargs)
@@ -86,8 +85,6 @@ def _worker(conn, n: int, offset: int, kwargs: dict) -> None:
 
 def _portable(exc: BaseException) -> BaseException:
     """The exception if it pickles (ConfigError does), else a RuntimeError with its traceback."""
-    import pickle
-
     try:
         pickle.dumps(exc)
         return exc
@@ -113,8 +110,6 @@ class ShardedBatchedVecEnv(VecEnv):
             raise ConfigError(f"processes must be an integer in [1, n_envs={n_envs}], got {processes!r}")
         if "threads" in kwargs:
             raise ConfigError("threads is 1 in every worker of a sharded batched env; leave it out")
-        from metacurr.envs.batched import BatchedRebalanceVecEnv
-
         # Validates the arguments (one-line errors here, not in a worker) and owns the spaces.
         probe = BatchedRebalanceVecEnv(n_envs=1, threads=1, **{**kwargs, "prefetch": False})
         self.obs_spec, self.mapping, self.feature_names = probe.obs_spec, probe.mapping, probe.feature_names

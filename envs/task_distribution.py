@@ -19,7 +19,8 @@ from metacurr.config import TaskSpec
 from metacurr.errors import ConfigError, choices_error
 
 # Task seeds used for agent training are in [0, TRAIN_SEED_MAX]; evaluation seeds start at EVAL_SEED_BASE.
-from metacurr.evaluation.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX  # noqa: E402,F401
+from metacurr.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX  # noqa: E402,F401
+from metacurr.tasks import check_params
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,6 @@ def task_key(spec: TaskSpec) -> tuple:
 
 def in_support(dist: TaskDistribution, spec: TaskSpec) -> bool:
     """Could ``spec`` (ignoring its seed and budget) be drawn from ``dist``? Unset parameters are the family defaults."""
-    from metacurr.tasks import check_params
-
     entry = dist.families.get(spec.family)
     if entry is None or spec.arch not in entry["archs"] or spec.n_stages not in dist.n_stages:
         return False

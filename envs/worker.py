@@ -21,6 +21,8 @@ import ctypes.util
 import os
 import signal
 
+import torch
+
 __all__ = ["init_worker_process", "keep_freed_memory"]
 
 #: glibc ``mallopt`` parameters (malloc.h).
@@ -49,8 +51,6 @@ def init_worker_process() -> None:
     SIGINT ignored (Ctrl-C reaches the whole process group; the parent checkpoints, then closes its
     envs, so a worker must not die mid-step first), and `keep_freed_memory` (unless
     ``METACURR_GLIBC_DEFAULTS`` is set)."""
-    import torch
-
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.environ.get("METACURR_GLIBC_DEFAULTS", "") in ("", "0"):

@@ -67,20 +67,18 @@ def run_episode(
     ctrl = controller or make_controller(cfg.controller, **cfg.controller_kwargs)
     run = InnerRun(cfg.task, cfg.monitor, curriculum=curriculum, device=cfg.device)
     rng = np.random.default_rng(derive_seeds(cfg.task.seed)["controller"])
-    w = ctrl.reset(run.n_stages, rng)
-    state = run.reset(w)
-    rows = [state.as_row()]
-    tracker.log(rows[0], 0)
-    while not run.done:
-        w = ctrl.update(state)
-        state = run.step(w)
-        ctrl.after_step(state)
+    rows: list[dict] = []
+
+    def record(run: InnerRun, state) -> None:
         row = state.as_row()
-        row["diverged"] = run.diverged
+        if run.t > 0:
+            row["diverged"] = run.diverged
         rows.append(row)
         tracker.log(row, run.t)
-        if on_step is not None:
+        if on_step is not None and run.t > 0:
             on_step(run.t, row)
+
+    state = run.play(ctrl, rng, record)
     summary = run.final_metrics()
     summary.update(
         {
@@ -100,7 +98,7 @@ def run_episode(
 
 def write_run(out: str | Path, cfg: RunConfig, summary: dict, rows: list[dict], curriculum_info: dict | None = None) -> None:
     """Write config.yaml, metrics.jsonl, summary.json and plots/ into ``out`` (atomically, file by file)."""
-    from metacurr.plots import plot_run
+    from metacurr.plots import plot_run  # matplotlib loads only when a run writes its plots (start-up time)
 
     out = Path(out)
     conf = to_dict(cfg)

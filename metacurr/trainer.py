@@ -4,7 +4,7 @@ optimises ``sum_s w_s * L_s``. It knows nothing of controllers, monitors or Gymn
 Hot path: all active stages' batches are gathered from one concatenated pool with one index tensor and
 go through the model in a single forward pass; per-stage losses are segment means of the per-example
 losses. Indices and the gathered batches for a whole control step are drawn at once. Gradients come from
-``torch.autograd.grad`` (no ``.grad`` bookkeeping) and the update from `FunctionalOptimizer`, which
+``torch.autograd.grad`` (no ``.grad`` bookkeeping) and the update from `metacurr.optim.FunctionalOptimizer`, which
 applies torch.optim's update rules with the same kernels in the same order, so the numbers are the
 ones ``torch.optim`` gives, bitwise (``tests/envs/test_batched.py`` checks), at a fraction of its Python
 overhead.
@@ -14,7 +14,6 @@ Nothing synchronises with the host inside a control step.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,13 +22,16 @@ import torch.nn.functional as F
 
 from metacurr.config import TaskSpec
 from metacurr.models import StagedModel
+from metacurr.optim import (  # re-exported: the trainer's optimiser and its torch.optim defaults
+    ADAM_BETAS,
+    ADAM_EPS,
+    ADAMW_WEIGHT_DECAY,
+    SGD_MOMENTUM,
+    FunctionalOptimizer,
+    clip_grads,
+    grad_of,
+)
 from metacurr.tasks.curriculum import Curriculum
-
-#: torch.optim defaults the trainer uses (Adam, AdamW and SGD with momentum 0.9).
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
-ADAMW_WEIGHT_DECAY = 1e-2
-SGD_MOMENTUM = 0.9
 
 
 @dataclass
@@ -51,138 +53,18 @@ def make_optimizer(spec: TaskSpec, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=spec.lr)
 
 
-class FunctionalOptimizer:
-    """``torch.optim.Adam`` / ``AdamW`` / ``SGD(momentum=0.9)`` as plain tensor ops on a list of tensors.
-
-    The update is torch.optim's, formula by formula and kernel by kernel (the ``foreach`` variant,
-    which on CPU runs the single-tensor kernels per tensor): Adam's bias corrections are computed in
-    Python double from the step count, the denominator is ``sqrt(v) / sqrt(1 - beta2^t) + eps`` and the
-    step ``addcdiv`` with ``-lr / (1 - beta1^t)``; AdamW first multiplies by ``1 - lr * weight_decay``;
-    SGD's momentum buffer starts as a copy of the first gradient. A ``None`` gradient skips that tensor
-    (its step count does not advance), as in torch.optim.
-
-    Args:
-        kind: ``"adam"``, ``"adamw"`` or ``"sgd"``.
-        params: the tensors to update in place (leaves; updated under ``no_grad``).
-        lr: default learning rate (``step`` can override it, e.g. for a schedule).
-    """
-
-    def __init__(self, kind: str, params: Sequence[torch.Tensor], lr: float):
-        if kind not in ("adam", "adamw", "sgd"):
-            raise ValueError(f"unknown optimizer {kind!r}")
-        self.kind = kind
-        self.params = list(params)
-        self.lr = float(lr)
-        self.steps = [0] * len(self.params)
-        if kind == "sgd":
-            self.bufs: list[torch.Tensor | None] = [None] * len(self.params)
-        else:
-            self.exp_avgs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-            self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-
-    def step(self, grads: Sequence[torch.Tensor | None], lr: float | None = None) -> None:
-        """One update with ``grads`` (aligned with ``params``; None = no gradient), under no_grad."""
-        prev = torch.is_grad_enabled()
-        torch._C._set_grad_enabled(False)  # torch.no_grad() without its per-call context object
-        try:
-            self._step(grads, self.lr if lr is None else float(lr))
-        finally:
-            torch._C._set_grad_enabled(prev)
-
-    def _step(self, grads: Sequence[torch.Tensor | None], lr: float) -> None:
-        if self.kind != "sgd" and all(g is not None for g in grads) and len(set(self.steps)) == 1:
-            self._step_all(list(grads), lr)  # the common case, with less list building
-            return
-        idx = [i for i, g in enumerate(grads) if g is not None]
-        if not idx:
-            return
-        params = [self.params[i] for i in idx]
-        gs = [grads[i] for i in idx]
-        for i in idx:
-            self.steps[i] += 1
-        if self.kind == "sgd":
-            fresh = [i for i in idx if self.bufs[i] is None]
-            old = [i for i in idx if self.bufs[i] is not None]
-            for i in fresh:
-                self.bufs[i] = grads[i].detach().clone()
-            if old:
-                bufs = [self.bufs[i] for i in old]
-                torch._foreach_mul_(bufs, SGD_MOMENTUM)
-                torch._foreach_add_(bufs, [grads[i] for i in old], alpha=1.0)
-            torch._foreach_add_(params, [self.bufs[i] for i in idx], alpha=-lr)
-            return
-        beta1, beta2 = ADAM_BETAS
-        if self.kind == "adamw":
-            torch._foreach_mul_(params, 1 - lr * ADAMW_WEIGHT_DECAY)
-        exp_avgs = [self.exp_avgs[i] for i in idx]
-        exp_avg_sqs = [self.exp_avg_sqs[i] for i in idx]
-        torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, gs, gs, 1 - beta2)
-        steps = [float(self.steps[i]) for i in idx]
-        step_size = [(lr / (1 - beta1**t)) * -1 for t in steps]
-        bc2_sqrt = [(1 - beta2**t) ** 0.5 for t in steps]
-        denom = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denom, bc2_sqrt)
-        torch._foreach_add_(denom, ADAM_EPS)
-        torch._foreach_addcdiv_(params, exp_avgs, denom, step_size)
-
-    def _step_all(self, gs: list[torch.Tensor], lr: float) -> None:
-        """Adam / AdamW with every tensor at the same step count: the same calls as below."""
-        beta1, beta2 = ADAM_BETAS
-        params = self.params
-        if self.kind == "adamw":
-            torch._foreach_mul_(params, 1 - lr * ADAMW_WEIGHT_DECAY)
-        torch._foreach_lerp_(self.exp_avgs, gs, 1 - beta1)
-        torch._foreach_mul_(self.exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(self.exp_avg_sqs, gs, gs, 1 - beta2)
-        t = self.steps[0] + 1
-        self.steps = [t] * len(params)
-        t = float(t)
-        denom = torch._foreach_sqrt(self.exp_avg_sqs)
-        torch._foreach_div_(denom, (1 - beta2**t) ** 0.5)
-        torch._foreach_add_(denom, ADAM_EPS)
-        torch._foreach_addcdiv_(params, self.exp_avgs, denom, (lr / (1 - beta1**t)) * -1)
-
-
-def clip_grads(grads: Sequence[torch.Tensor], max_norm: float) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """``torch.nn.utils.clip_grad_norm_`` on a list of gradients, out of place: (clipped grads, total norm).
-
-    Same computation as torch's (foreach norms, the norm of their stack, coefficient
-    ``min(max_norm / (norm + 1e-6), 1)`` as a tensor); ``max_norm=inf`` only measures the norm.
-    Out of place because gradients returned by ``autograd.grad`` may alias one another.
-    """
-    norms = torch._foreach_norm(list(grads), 2.0)
-    total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
-    clip_coef = float(max_norm) / (total + 1e-6)
-    coef = torch.clamp(clip_coef, max=1.0)
-    return list(torch._foreach_mul(list(grads), coef)), total
-
-
-def _backward_fn():
-    """``grads = f(loss, params)``: ``torch.autograd.grad(loss, params, allow_unused=True)`` for a scalar
-    loss, calling the autograd engine directly (the public wrapper's argument handling costs ~10% of a
-    small model's inner step). Same engine call, same gradients."""
-    engine = getattr(getattr(torch.autograd, "Variable", None), "_execution_engine", None)
-    if engine is None or not hasattr(engine, "run_backward"):  # pragma: no cover - other torch builds
-        return lambda loss, params: torch.autograd.grad(loss, params, allow_unused=True)
-
-    def grad(loss: torch.Tensor, params: tuple[torch.Tensor, ...]):
-        one = torch.ones_like(loss, memory_format=torch.preserve_format)
-        return engine.run_backward((loss,), (one,), False, False, params, True, False)
-
-    return grad
-
-
-_grad = _backward_fn()
-
-
 def cosine_lr(spec: TaskSpec, steps_done: int) -> float:
     """Learning rate after ``steps_done`` inner steps (the spec's schedule)."""
     if spec.lr_schedule == "cosine":
         frac = steps_done / max(1, spec.total_inner_steps)
         return spec.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
     return spec.lr
+
+
+__all__ = [
+    "ADAM_BETAS", "ADAM_EPS", "ADAMW_WEIGHT_DECAY", "SGD_MOMENTUM", "FunctionalOptimizer", "InnerTrainer", "StepStats",
+    "clip_grads", "cosine_lr", "make_optimizer",
+]  # fmt: skip
 
 
 class InnerTrainer:
@@ -245,7 +127,7 @@ class InnerTrainer:
             per_ex = F.cross_entropy(model(x), ys[i], reduction="none")
             per_stage = per_ex.view(s_act, b).mean(1)
             loss = (w_t * per_stage).sum()
-            grads = list(_grad(loss, params))
+            grads = list(grad_of(loss, params))
             if clip != float("inf") or i == k - 1:
                 present = [j for j, g in enumerate(grads) if g is not None]
                 clipped, gnorm = clip_grads([grads[j] for j in present], clip)

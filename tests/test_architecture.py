@@ -2,11 +2,11 @@
 
 Layers, bottom (imported by everything above) to top (shared/DESIGN.md, "Layout"):
 
-    base         seeds, io, errors
+    base         seeds, io, errors, weights (the weight arithmetic every layer above shares)
     data         tasks, models, config (its checks name the task families and architectures);
                  tracking, trajectory metrics, plots (they import only the base)
-    training     trainer, monitors
-    control      controllers, inner_run
+    training     trainer, optim (the one functional optimiser), monitors
+    control      controllers, inner_run, batched (the engine for N runs: InnerRun's maths, stacked)
     run          run, training (one run and its files)
     evaluation   evaluation (many runs: it calls the run layer, never the other way round)
     rl           envs (metacurr.envs), agents (metacurr.agents)
@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"metacurr": "metacurr", "envs": "metacurr.envs", "agents": "metacurr.agents"}
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("metacurr.seeds", "metacurr.io", "metacurr.errors")),
+    ("base", ("metacurr.seeds", "metacurr.io", "metacurr.errors", "metacurr.weights")),
     ("data", ("metacurr.tasks", "metacurr.models", "metacurr.config", "metacurr.tracking", "metacurr.trajectory",
               "metacurr.plots")),
-    ("training", ("metacurr.trainer", "metacurr.monitors")),
-    ("control", ("metacurr.controllers", "metacurr.inner_run")),
+    ("training", ("metacurr.trainer", "metacurr.optim", "metacurr.monitors")),
+    ("control", ("metacurr.controllers", "metacurr.inner_run", "metacurr.batched")),
     ("run", ("metacurr.run", "metacurr.training")),
     ("evaluation", ("metacurr.evaluation",)),
     ("rl", ("metacurr.envs", "metacurr.agents")),
@@ -52,11 +52,7 @@ ALLOWED_UPWARD = {
 
 #: Library files allowed past MAX_LINES. Each entry must say why and when it goes.
 MAX_LINES = 500
-LONG_FILES = {
-    # Split into a batched engine plus a thin VecEnv on the engine branch (issue 15); lead: delete this
-    # line when that branch merges.
-    "envs/batched.py",
-}
+LONG_FILES: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:
@@ -185,11 +181,8 @@ def test_long_file_allowlist_is_current():
             f"{rel} is gone or short now: delete it from LONG_FILES")
 
 
-#: Files whose in-function imports are not yet all commented, with the owner who clears them.
-#: (envs/ and run.py are being rewritten on the engine branch of issue 15; lead: clear at merge.)
-UNCOMMENTED_OK = {
-    "envs/batched.py", "envs/sharded.py", "envs/task_distribution.py", "envs/worker.py", "metacurr/run.py",
-}
+#: Files whose in-function imports are not yet all commented.
+UNCOMMENTED_OK: set[str] = set()
 
 
 def _uncommented_function_imports() -> list[str]:

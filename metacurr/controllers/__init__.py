@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from metacurr.controllers.base import Controller, normalize
-from metacurr.controllers.mapping import WeightMapping
+from metacurr.controllers.base import Controller
 from metacurr.errors import ConfigError, choices_error
+from metacurr.weights import WeightMapping, normalize
 
 #: name -> "module:Class"; modules are imported on first use.
 REGISTRY: dict[str, str] = {

@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from metacurr.controllers.base import Controller, normalize
+from metacurr.controllers.base import Controller
 from metacurr.errors import ConfigError, choices_error
 from metacurr.monitors.state import LearningState
+from metacurr.weights import normalize
 
 ALGORITHMS = ("window", "exp3")
 EPS = 1e-12

@@ -5,16 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from metacurr.monitors.state import LearningState
+from metacurr.weights import normalize
 
-
-def normalize(w: np.ndarray) -> np.ndarray:
-    """Project non-negative weights onto the simplex; all-zero or non-finite input -> uniform."""
-    w = np.nan_to_num(np.asarray(w, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    w = np.clip(w, 0.0, None)
-    total = w.sum()
-    if not np.isfinite(total) or total <= 0:
-        return np.full(len(w), 1.0 / len(w))
-    return w / total
+__all__ = ["Controller", "normalize"]
 
 
 class Controller:

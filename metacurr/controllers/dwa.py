@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from metacurr.controllers.base import Controller, normalize
+from metacurr.controllers.base import Controller
 from metacurr.errors import ConfigError
 from metacurr.monitors.state import LearningState
+from metacurr.weights import normalize
 
 
 class DWA(Controller):

@@ -34,9 +34,9 @@ from __future__ import annotations
 import numpy as np
 
 from metacurr.controllers.base import Controller
-from metacurr.controllers.mapping import WeightMapping
 from metacurr.errors import ConfigError
 from metacurr.monitors.state import LearningState
+from metacurr.weights import WeightMapping
 
 EPS = 1e-8
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from metacurr.controllers.base import Controller
-from metacurr.controllers.mapping import WeightMapping
 from metacurr.monitors.state import LearningState
+from metacurr.weights import WeightMapping
 
 
 class RandomPolicy(Controller):

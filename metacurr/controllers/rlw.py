@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from metacurr.controllers.base import Controller, normalize
+from metacurr.controllers.base import Controller
 from metacurr.errors import choices_error
 from metacurr.monitors.state import LearningState
+from metacurr.weights import normalize
 
 DISTRIBUTIONS = ("normal", "dirichlet")
 

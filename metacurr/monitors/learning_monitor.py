@@ -6,7 +6,7 @@ and representation drift against the previous snapshot. The time spent here is a
 ``seconds`` so runs can report it as a fraction of their wall time.
 
 `probe_indicators` is the tensor part, written for a leading run dimension so the batched vector env
-(`metacurr.envs.batched`) evaluates N runs' probes with the same code: one ``log_softmax`` and one
+(`metacurr.batched`) evaluates N runs' probes with the same code: one ``log_softmax`` and one
 ``argmax`` over all probe and val logits serve every indicator, and drift keeps the previous step's
 centred Gram matrix rather than its features (one Gram matrix per step instead of two).
 """
@@ -132,11 +132,15 @@ class LearningMonitor:
         model: StagedModel,
         step: int,
         progress: float,
-        weights: np.ndarray,
+        weights: np.ndarray | None,
         train_loss: np.ndarray,
         total_grad_norm: float,
     ) -> LearningState:
-        """Run the probe forward pass and assemble the state."""
+        """Run the probe forward pass and assemble the state.
+
+        ``weights``: the weights in force during the last control step, recorded in the state. None
+        leaves that row 0 for the caller's loop to stamp (`metacurr.inner_run.InnerRun` does so).
+        """
         t0 = time.perf_counter()
         was_training = model.training
         model.eval()
@@ -146,6 +150,8 @@ class LearningMonitor:
             logits[None], feats[None], self._y_stage, self._y_val, self.cfg, self.prev_gram
         )
         s = self.n_stages
+        if weights is None:
+            weights = np.zeros(s)
         # One device -> host transfer for everything.
         packed = packed[0].cpu().double().numpy()
         state = assemble_state(packed, s, self.prev, step, progress, weights, train_loss, total_grad_norm)
