@@ -92,8 +92,10 @@ def run_episode(
             "final_weights": [float(v) for v in state.weights],
         }
     )
+    from metacurr.evaluation.error_distribution import error_distribution
     from metacurr.evaluation.metrics import trajectory_metrics
 
+    summary.update(error_distribution(run.model, run.curriculum))
     summary.update(trajectory_metrics(rows, run.n_stages))
     tracker.summary(summary)
     return summary, rows
@@ -143,7 +145,8 @@ def train(
 
     Returns:
         The summary dict (``final_val_acc``, ``final_val_loss``, ``shift_acc``, ``per_stage_acc``,
-        ``wall_s``, ``monitor_time_fraction``, ``diverged``, ...).
+        ``val_balanced_acc``, ``val_worst_class_acc``, ``val_class_error_spread`` and their ``shift_``
+        twins, ``wall_s``, ``monitor_time_fraction``, ``diverged``, ...).
     """
     ctrl_obj = controller if isinstance(controller, Controller) else None
     cfg = resolve_config(

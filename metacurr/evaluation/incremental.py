@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from metacurr.config import RunConfig
 from metacurr.controllers.base import Controller
+from metacurr.evaluation.error_distribution import error_distribution
 from metacurr.evaluation.metrics import trajectory_metrics
 from metacurr.inner_run import derive_seeds
 from metacurr.models import build_model
@@ -164,4 +165,5 @@ def run_incremental(
     }
     if len(rounds) == n_all and len(last_rows) > 1:
         summary.update(trajectory_metrics(last_rows, n_all))
+    summary.update(error_distribution(model, full))
     return summary, rows
