@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         tracker.finish(exit_code=0 if ok else 1)  # a crashed run is marked failed in W&B and tracking.json
-    keys = ("final_val_acc", "final_val_loss", "shift_acc", "per_stage_acc", "diverged", "wall_s", "monitor_time_fraction")
+    keys = ("final_val_acc", "final_val_loss", "shift_acc", "per_stage_acc", "val_balanced_acc", "val_worst_class_acc",
+            "diverged", "wall_s", "monitor_time_fraction")
     print(json.dumps({k: summary[k] for k in keys}, default=lambda v: round(v, 4) if isinstance(v, float) else v))
     print(f"wrote {out}/config.yaml, metrics.jsonl, summary.json, plots/, tracking.json, tb/")
     hint = sync_hint(tracker.wandb_info)

@@ -151,7 +151,12 @@ def test_label_noise_applies_on_top_of_the_imbalance():
     assert counts.tolist() == class_counts(SMALL["n_per_stage"], 10.0, class_order(1, 10)).tolist()
 
 
-def test_registry_lists_and_validates_the_parameter():
+def test_registry_lists_and_validates_the_parameter(capsys):
+    from metacurr.cli import main
+
+    assert main(["list"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.strip().split(" ")[0] in FAMILIES]
+    assert len(listed) == 3 and all("imbalance=1.0" in line for line in listed)
     for family in FAMILIES:
         assert check_params(family, {})["imbalance"] == 1.0
         with pytest.raises(ConfigError, match="imbalance must be a number"):
