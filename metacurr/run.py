@@ -15,6 +15,7 @@ import numpy as np
 
 from metacurr.config import CUSTOM_FAMILY, MonitorConfig, RunConfig, TaskSpec, from_dict, run_config, to_dict
 from metacurr.controllers import Controller, make_controller, validate_controller
+from metacurr.error_distribution import error_distribution
 from metacurr.errors import ConfigError
 from metacurr.inner_run import InnerRun, derive_seeds
 from metacurr.io import atomic_write_json, atomic_write_jsonl, atomic_write_yaml
@@ -91,6 +92,7 @@ def run_episode(
             "final_weights": [float(v) for v in state.weights],
         }
     )
+    summary.update(error_distribution(run.model, run.curriculum))
     summary.update(trajectory_metrics(rows, run.n_stages))
     tracker.summary(summary)
     return summary, rows
@@ -140,7 +142,8 @@ def train(
 
     Returns:
         The summary dict (``final_val_acc``, ``final_val_loss``, ``shift_acc``, ``per_stage_acc``,
-        ``wall_s``, ``monitor_time_fraction``, ``diverged``, ...).
+        ``val_balanced_acc``, ``val_worst_class_acc``, ``val_class_error_spread`` and their ``shift_``
+        twins, ``wall_s``, ``monitor_time_fraction``, ``diverged``, ...).
     """
     ctrl_obj = controller if isinstance(controller, Controller) else None
     cfg = resolve_config(

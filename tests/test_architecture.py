@@ -32,7 +32,7 @@ SOURCES = {"metacurr": "metacurr", "envs": "metacurr.envs", "agents": "metacurr.
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("metacurr.seeds", "metacurr.io", "metacurr.errors", "metacurr.weights")),
-    ("data", ("metacurr.tasks", "metacurr.models", "metacurr.config", "metacurr.tracking", "metacurr.trajectory",
+    ("data", ("metacurr.tasks", "metacurr.models", "metacurr.config", "metacurr.tracking", "metacurr.trajectory", "metacurr.error_distribution",
               "metacurr.plots")),
     ("training", ("metacurr.trainer", "metacurr.optim", "metacurr.monitors")),
     ("control", ("metacurr.controllers", "metacurr.inner_run", "metacurr.batched")),

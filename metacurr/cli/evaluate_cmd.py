@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--controllers",
                    help=f"comma list: registry names, name{{key=value,...}}, policy:PATH, open-loop:NAME "
                         f"(default: {DEFAULT_CONTROLLERS}, or the variants of --ablations)")
-    p.add_argument("--tasks", help="task set (default, quick, heldout-family, heldout-arch, heldout-difficulty, heldout-systematic, in-distribution, validation) "
+    p.add_argument("--tasks", help="task set (default, quick, heldout-family, heldout-arch, heldout-difficulty, heldout-systematic, heldout-imbalance, in-distribution, validation) "
                                    "or a comma list family:arch[:n_stages] (default: default)")
     p.add_argument("--seeds", type=positive_int, help=f"evaluation seeds per task (default {DEFAULT_SEEDS})")
     p.add_argument("--seed-offset", type=nonneg_int, default=0,

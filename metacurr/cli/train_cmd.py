@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         for bar in bars:
             bar.close()
     summary = res.summary
-    keys = ("final_val_acc", "final_val_loss", "shift_acc", "per_stage_acc", "diverged", "wall_s", "monitor_time_fraction")
+    keys = ("final_val_acc", "final_val_loss", "shift_acc", "per_stage_acc", "val_balanced_acc", "val_worst_class_acc",
+            "diverged", "wall_s", "monitor_time_fraction")
     print(json.dumps({k: summary[k] for k in keys}, default=lambda v: round(v, 4) if isinstance(v, float) else v))
     print(f"wrote {out}/config.yaml, metrics.jsonl, summary.json, plots/, tracking.json, tb/")
     hint = sync_hint(res.wandb_info)

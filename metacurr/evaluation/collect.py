@@ -14,7 +14,10 @@ from metacurr.evaluation.plan import EvalPlan
 
 #: results.csv column order (per-stage and per-weight columns are inserted after their group).
 LEADING = ["controller", "task", "family", "arch", "n_stages", "seed", "final_val_acc", "final_val_loss", "val_ece",
-           "shift_acc", "shift_loss", "shift_drop", "worst_stage_acc", "stage_acc_spread"]
+           "shift_acc", "shift_loss", "shift_drop", "worst_stage_acc", "stage_acc_spread",
+           # error distribution over classes (metacurr.error_distribution.SUMMARY_KEYS)
+           "val_balanced_acc", "val_worst_class_acc", "val_class_error_spread",
+           "shift_balanced_acc", "shift_worst_class_acc", "shift_class_error_spread"]
 TRAILING = ["early_stage_dominance", "val_acc_volatility", "confidence_volatility", "weight_change", "best_val_acc",
             "time_to_target", "time_to_target_self", "churn_mean", "churn_last", "forgetting_stage0", "forgetting_mean",
             "control_steps_done", "wall_s", "train_s", "monitor_s", "monitor_time_fraction", "diverged", "error",

@@ -29,6 +29,7 @@ import torch
 
 from metacurr.config import RunConfig
 from metacurr.controllers.base import Controller
+from metacurr.error_distribution import error_distribution
 from metacurr.inner_run import InnerRun, derive_seeds
 from metacurr.tasks import build_curriculum
 from metacurr.tasks.curriculum import Curriculum
@@ -122,4 +123,5 @@ def run_incremental(
     }
     if len(rounds) == n_all and len(last_rows) > 1:
         summary.update(trajectory_metrics(last_rows, n_all))
+    summary.update(error_distribution(run.model, full))
     return summary, rows

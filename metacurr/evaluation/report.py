@@ -10,7 +10,7 @@ import pandas as pd
 
 from metacurr.evaluation import figures
 from metacurr.evaluation.collect import load_records
-from metacurr.evaluation.stats import ci_verdict, compute_statistics, mean_ci
+from metacurr.evaluation.stats import ci_verdict, compute_statistics, mean_ci, paired_difference
 from metacurr.io import atomic_write_json, atomic_write_text
 from metacurr.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX
 
@@ -166,6 +166,56 @@ def _secondary_table(df: pd.DataFrame, ctrls: list[str]) -> str:
     return _table(["controller"] + [n for _, n in SECONDARY] + ["time-to-target median (reached)", "diverged"], rows)
 
 
+#: Columns of the error-distribution table (results.csv names, `metacurr.error_distribution`).
+CLASS_METRICS = [
+    ("val_balanced_acc", "val balanced acc"), ("val_worst_class_acc", "val worst-class acc"),
+    ("val_class_error_spread", "val class-error spread"), ("shift_balanced_acc", "shift balanced acc"),
+    ("shift_worst_class_acc", "shift worst-class acc"), ("shift_class_error_spread", "shift class-error spread"),
+]
+
+
+def _class_section(df: pd.DataFrame, ctrls: list[str], refs: list[str]) -> list[str]:
+    """Error distribution over classes: means with CIs, and worst-class accuracy paired against the references."""
+    cols = [(k, n) for k, n in CLASS_METRICS if k in df and pd.to_numeric(df[k], errors="coerce").notna().any()]
+    if not cols:
+        return []
+    rows = []
+    for c in ctrls:
+        g = df[df["controller"] == c]
+        cells = [f"`{c}`"]
+        for k, _ in cols:
+            groups = [pd.to_numeric(t[k], errors="coerce").dropna().to_numpy() for _, t in g.groupby("task")]
+            groups = [x for x in groups if len(x)]
+            cells.append(format_ci(*mean_ci(groups)) if groups else "n/a")
+        rows.append(cells)
+    md = ["## Error distribution over classes", "",
+          "Per-class accuracy on the balanced val and shift sets: balanced accuracy (mean over classes), the worst "
+          "class, and the spread (best minus worst class accuracy; lower is more even). Means over runs with 95% "
+          "stratified bootstrap CIs; diverged runs are left out.", "",
+          _table(["controller"] + [n for _, n in cols], rows), ""]
+    key = "val_worst_class_acc"
+    if key not in dict(cols):
+        return md
+    wc = df.assign(_v=pd.to_numeric(df[key], errors="coerce"))
+    for r in refs:
+        b = wc[wc["controller"] == r].set_index(["task", "seed"])["_v"]
+        prs = []
+        for c in ctrls:
+            if c == r:
+                continue
+            d = (wc[wc["controller"] == c].set_index(["task", "seed"])["_v"] - b).dropna()
+            if not len(d):
+                continue
+            groups = [d.xs(t, level="task").to_numpy() for t in dict.fromkeys(d.index.get_level_values("task"))]
+            p = paired_difference(groups)
+            prs.append([f"`{c}`", format_ci(p["mean"], p["low"], p["high"], signed=True), f"{p['frac_improved']:.0%}",
+                        p["n_pairs"]])
+        if prs:
+            md += [f"Val worst-class accuracy, X minus `{r}` (same task and seed):", "",
+                   _table(["controller", "mean difference [95% CI]", "pairs improved", "pairs"], prs), ""]
+    return md
+
+
 def _incremental_section(df: pd.DataFrame, ctrls: list[str]) -> list[str]:
     rows = []
     for c in ctrls:
@@ -273,6 +323,7 @@ def write_report(out: str | Path, plan, df: pd.DataFrame, searches: dict, wall_s
            "Time-to-target: control steps until the val accuracy reaches 95% of the best final val accuracy any "
            "controller reached on that task and seed (median over runs that reached it; share reached).", "",
            _secondary_table(df, ctrls), ""]
+    md += _class_section(df, ctrls, refs)
     if plan.mode == "incremental":
         md += _incremental_section(df, ctrls)
     if searches:

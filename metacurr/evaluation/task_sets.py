@@ -12,6 +12,10 @@ either kind up to 0.7); every held-out set (`HELDOUT_SETS`) lies outside all of 
   the training ranges.
 * ``heldout-systematic``: systematic label noise on one stage, under each held-out axis (family,
   architecture, noise rate / distortion, stage count).
+* ``heldout-imbalance``: class-imbalanced (long-tailed) training stages, an axis no training
+  distribution has: MNIST-1D + MLP with every other difficulty inside the training ranges (the
+  long tail on the easiest, the hardest or growing over all stages), and real digits with a
+  long-tailed middle stage. ``val`` stays balanced; compare the error-distribution metrics.
 * ``default``: one task per held-out axis, with harmless and harmful label noise (the main job's set).
 * ``quick``: one small held-out-family task, for smoke tests and first looks.
 
@@ -106,6 +110,15 @@ TASK_SETS: dict[str, dict] = {
             _task("mnist1d", "mlp", 4, name="mnist1d:mlp/s4-sys", label_noise=[0.0, 0.8, 0.0, 0.0], noise_kind="systematic"),
         ],
     },
+    "heldout-imbalance": {
+        "description": "long-tailed class distributions in the training stages (val stays balanced)",
+        "tasks": [
+            _task("mnist1d", "mlp", name="mnist1d:mlp/lt-last", noise_max=0.25, translation_max=36, imbalance=[1.0, 1.0, 20.0]),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/lt-first", noise_max=0.25, translation_max=36, imbalance=[20.0, 1.0, 1.0]),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/lt-ramp", noise_max=0.25, translation_max=36, imbalance=10.0),
+            _task("digits", "mlp", name="digits:mlp/lt-mid", imbalance=[1.0, 20.0, 1.0]),
+        ],
+    },
     "in-distribution": {
         "description": "tasks inside the agents' training distribution (NOT held out)",
         "tasks": [
@@ -115,7 +128,8 @@ TASK_SETS: dict[str, dict] = {
     },
 }
 
-HELDOUT_SETS = ("default", "quick", "heldout-family", "heldout-arch", "heldout-difficulty", "heldout-systematic")
+HELDOUT_SETS = ("default", "quick", "heldout-family", "heldout-arch", "heldout-difficulty", "heldout-systematic",
+                "heldout-imbalance")
 IN_DISTRIBUTION = "in-distribution"
 TASK_KEYS = ("name", "family", "arch", "n_stages", "params")
 

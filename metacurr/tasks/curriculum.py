@@ -162,6 +162,8 @@ class Curriculum:
         layout: str | None = None,
         stage_names: list[str] | None = None,
         name: str = "custom",
+        imbalance: float | list[float] | None = None,
+        imbalance_seed: int = 0,
     ) -> Curriculum:
         """Build a curriculum from your own tensors.
 
@@ -173,9 +175,15 @@ class Curriculum:
             layout: ``"signal"`` for (N, L) inputs (default for 2-D X), ``"image"`` for (N, H, W).
             stage_names: optional names.
             name: a label for reports.
+            imbalance: make the stages class-imbalanced by subsampling them: a ratio ``rho`` (head /
+                tail class count; 1 at the first stage rising geometrically to ``rho`` at the last) or
+                one ratio per stage, each in [1, 100] (`metacurr.tasks.imbalance.imbalance_stages`).
+                ``val`` and ``shift`` are kept as given. ``None``: the stages as given.
+            imbalance_seed: chooses the rare classes and the examples kept.
 
         Raises:
-            ConfigError: mismatched X / y lengths, NaN / inf, empty stages, inconsistent shapes.
+            ConfigError: mismatched X / y lengths, NaN / inf, empty stages, inconsistent shapes, bad
+                imbalance ratios or a stage that cannot meet them.
         """
         if not isinstance(stages, (list, tuple)) or not stages:
             raise ConfigError("stages must be a non-empty list of (X, y) pairs")
@@ -187,6 +195,12 @@ class Curriculum:
             n_classes = int(max(int(y.max()) for y in ys)) + 1
         if layout is None:
             layout = "signal" if pairs[0][0].ndim == 2 else "image"
+        meta: dict = {"source": "from_tensors"}
+        if imbalance is not None:
+            # Imported here: the helper builds on the families' shared code, which imports this module.
+            from metacurr.tasks.imbalance import imbalance_stages
+
+            pairs, meta["imbalance"] = imbalance_stages(pairs, imbalance, seed=imbalance_seed, n_classes=n_classes)
         return cls(
             stages=pairs,
             val=val_p,
@@ -195,7 +209,7 @@ class Curriculum:
             layout=layout,
             stage_names=list(stage_names or []),
             name=name,
-            meta={"source": "from_tensors"},
+            meta=meta,
         )
 
     @classmethod

@@ -10,7 +10,10 @@ Pixels are scaled to [0, 1], corrupted, then standardised with the training stag
 Difficulty axes (interpolated linearly over the stages, easy -> hard):
 
 * input noise: additive Gaussian pixel noise, sigma 0 -> ``noise_max`` (in [0, 1] pixel units);
-* label noise: flip rate 0 -> ``label_noise`` (or a list of per-stage rates); training stages only.
+* label noise: flip rate 0 -> ``label_noise`` (or a list of per-stage rates); training stages only;
+* class imbalance: a stage's images are drawn class by class from the training pool in a long-tailed
+  class distribution, ratio 1 (the pool's own near-balanced mix) -> ``imbalance`` in equal
+  multiplicative steps (training stages only; every evaluation set keeps the held-out pool's mix).
 
 Sets: training stages (``n_per_stage`` each, a fraction ``overlap`` drawn at the neighbouring
 stages' noise level and flip rate); ``val`` = an equal mix of every stage's noise level, clean
@@ -23,7 +26,8 @@ room to compare curricula; the 3x3 occluder alone takes it to ~0.6-0.7.
 
 Parameters (``DEFAULTS``): ``n_per_stage`` 700, ``n_val`` 800, ``n_test`` 250, ``n_shift`` 800,
 ``overlap`` 0.15 (in [0, 0.5]), ``noise_kind`` uniform | systematic (how a flipped label is chosen, `_common.NOISE_KINDS`), ``label_noise`` 0.2 (rate at the hardest stage, linear from 0, or
-a list of per-stage rates in [0, 1)), ``noise_max`` 0.5 (in [0, 2]), ``holdout_fraction`` 0.4 (in
+a list of per-stage rates in [0, 1)), ``imbalance`` 1.0 (class imbalance ratio at the hardest stage, rising
+geometrically from 1, or a list of per-stage ratios in [1, 100]; `metacurr.tasks.imbalance`), ``noise_max`` 0.5 (in [0, 2]), ``holdout_fraction`` 0.4 (in
 [0.1, 0.6]), ``occlusion`` 3 (block side in pixels, in [0, 6]), ``shift_translation`` 0 (pixels, in
 [0, 2]; ``occlusion`` and ``shift_translation`` must not both be 0).
 """
@@ -50,6 +54,7 @@ from metacurr.tasks._common import (
     stage_levels,
 )
 from metacurr.tasks.curriculum import Curriculum
+from metacurr.tasks.imbalance import class_counts, class_order, is_imbalanced, stage_imbalance
 
 ARCHS = ("mlp", "cnn", "gru", "transformer")
 LAYOUT = "image"
@@ -62,6 +67,7 @@ DEFAULTS: dict[str, object] = {
     "overlap": 0.15,
     "label_noise": 0.2,
     "noise_kind": "uniform",
+    "imbalance": 1.0,
     "noise_max": 0.5,
     "holdout_fraction": 0.4,
     "occlusion": 3,
@@ -104,6 +110,14 @@ def _draw(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([rng.permutation(pool) for _ in range(reps)])[:n]
 
 
+def _draw_long_tail(
+    pool: np.ndarray, target: np.ndarray, counts: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``counts[c]`` indices of class ``c`` from ``pool`` for every class (`_draw` per class), shuffled."""
+    per_class = [_draw(pool[target[pool] == c], int(k), rng) for c, k in enumerate(counts)]
+    return rng.permutation(np.concatenate(per_class))
+
+
 def _noisy(images: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return images + sigma[:, None, None] * rng.standard_normal(images.shape)
 
@@ -136,6 +150,7 @@ def _shift_corrupt(
 
 def _check(params: dict, n_stages: int) -> dict:
     p = check_common(params, n_stages)
+    p["imbalance"] = stage_imbalance(params["imbalance"], n_stages)
     p["noise_max"] = check_float("noise_max", params["noise_max"], 0.0, 2.0)
     p["holdout_fraction"] = check_float("holdout_fraction", params["holdout_fraction"], 0.1, 0.6)
     p["occlusion"] = check_int("occlusion", params["occlusion"], 0, 6)
@@ -158,10 +173,15 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
     idx_rng = child_rng(seed, "images")
     x_rng = child_rng(seed, "inputs")
 
+    ratios = p["imbalance"]
+    order = class_order(seed, N_CLASSES) if is_imbalanced(ratios) else None
+    imb_rng = child_rng(seed, "imbalance_images")
     levels, xs, ys = [], [], []
     for s in range(n_stages):
         lv = stage_levels(s, n_stages, p["n_per_stage"], p["overlap"], lv_rng)
         idx = _draw(train_pool, p["n_per_stage"], idx_rng)
+        if ratios[s] > 1.0:  # idx_rng advanced as if balanced: the later sets get the same raw examples
+            idx = _draw_long_tail(train_pool, target, class_counts(p["n_per_stage"], ratios[s], order), imb_rng)
         xs.append(_noisy(images[idx], sigma[lv], x_rng))
         ys.append(target[idx].copy())
         levels.append(lv)
@@ -185,7 +205,10 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
     draft = Draft(
         stages=stages, levels=levels, clean=ys, flipped=flipped, val=val, stage_tests=tests, shift=shift
     )
-    names = [f"sigma={sigma[s]:.3g},flip={p['label_noise'][s]:.3g}" for s in range(n_stages)]
+    names = [
+        f"sigma={sigma[s]:.3g},flip={p['label_noise'][s]:.3g}" + (f",imb={ratios[s]:.3g}" if ratios[s] > 1.0 else "")
+        for s in range(n_stages)
+    ]
     meta = {
         "levels": {"input_noise_sigma": [float(v) for v in sigma], "label_noise": p["label_noise"]},
         "overlap": p["overlap"],
@@ -197,6 +220,9 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
         "pools": {"train_images": int(len(train_pool)), "heldout_images": int(len(held_pool))},
         "sizes": {k: p[k] for k in ("n_per_stage", "n_val", "n_test", "n_shift")},
     }
+    if order is not None:
+        meta["levels"]["imbalance"] = ratios
+        meta["class_order"] = [int(c) for c in order]
     cur = assemble(draft, name="digits", layout=LAYOUT, n_classes=N_CLASSES, stage_names=names, meta=meta)
     return cur, draft
 

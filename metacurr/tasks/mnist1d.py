@@ -14,7 +14,10 @@ Difficulty axes (interpolated linearly over the stages, easy -> hard):
   package's default ratio 0.02 / 0.25);
 * translation: ``max_translation`` 1 (none) -> ``translation_max`` (circular shift in [0, max));
 * shear: ``shear_scale`` 0 -> ``shear_max``;
-* scale: ``scale_coeff`` 0 -> ``scale_max``.
+* scale: ``scale_coeff`` 0 -> ``scale_max``;
+* class imbalance: the clean labels of a stage follow a long-tailed class distribution, ratio 1
+  (balanced) -> ``imbalance`` in equal multiplicative steps (training stages only; every evaluation
+  set stays balanced).
 
 The hard end defaults to the package's own defaults (0.25, 48, 0.75, 0.4); the easy end is the bare
 template (still padded / dilated by a random amount, as in the package).
@@ -27,7 +30,8 @@ translation up to ``min(72, shift_factor * translation_max)``, i.e. outside ever
 
 Parameters (``DEFAULTS``): ``n_per_stage`` 700, ``n_val`` 800, ``n_test`` 250, ``n_shift`` 800,
 ``overlap`` 0.15 (in [0, 0.5]), ``noise_kind`` uniform | systematic (how a flipped label is chosen, `_common.NOISE_KINDS`), ``label_noise`` 0.0 (rate at the hardest stage, linear from 0, or a
-list of per-stage rates in [0, 1)), ``noise_max`` 0.25 (in [0, 2]), ``translation_max`` 48 (in
+list of per-stage rates in [0, 1)), ``imbalance`` 1.0 (class imbalance ratio at the hardest stage, rising
+geometrically from 1, or a list of per-stage ratios in [1, 100]; `metacurr.tasks.imbalance`), ``noise_max`` 0.25 (in [0, 2]), ``translation_max`` 48 (in
 [1, 72]), ``shear_max`` 0.75 (in [0, 5]), ``scale_max`` 0.4 (in [0, 1.5]), ``shift_factor`` 1.5
 (in (1, 5]).
 """
@@ -55,6 +59,7 @@ from metacurr.tasks._common import (
     stage_levels,
 )
 from metacurr.tasks.curriculum import Curriculum
+from metacurr.tasks.imbalance import class_order, is_imbalanced, long_tail_labels, stage_imbalance
 
 ARCHS = ("mlp", "cnn", "gru", "transformer")
 LAYOUT = "signal"
@@ -67,6 +72,7 @@ DEFAULTS: dict[str, object] = {
     "overlap": 0.15,
     "label_noise": 0.0,
     "noise_kind": "uniform",
+    "imbalance": 1.0,
     "noise_max": 0.25,
     "translation_max": 48,
     "shear_max": 0.75,
@@ -186,6 +192,7 @@ def _settings_for(levels: np.ndarray, table: dict[str, np.ndarray]) -> dict[str,
 
 def _check(params: dict, n_stages: int) -> dict:
     p = check_common(params, n_stages)
+    p["imbalance"] = stage_imbalance(params["imbalance"], n_stages)
     p["noise_max"] = check_float("noise_max", params["noise_max"], 0.0, 2.0)
     p["translation_max"] = check_int("translation_max", params["translation_max"], 1, PADDED_LEN)
     p["shear_max"] = check_float("shear_max", params["shear_max"], 0.0, 5.0)
@@ -223,10 +230,15 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
     y_rng = child_rng(seed, "labels")
     x_rng = child_rng(seed, "inputs")
 
+    ratios = p["imbalance"]
+    order = class_order(seed, N_CLASSES) if is_imbalanced(ratios) else None
     levels, xs, ys = [], [], []
     for s in range(n_stages):
         lv = stage_levels(s, n_stages, p["n_per_stage"], p["overlap"], lv_rng)
-        y = balanced_labels(p["n_per_stage"], N_CLASSES, y_rng)
+        if ratios[s] > 1.0:  # same y_rng draws as balanced: the later sets get the same raw examples
+            y = long_tail_labels(p["n_per_stage"], ratios[s], order, y_rng)
+        else:
+            y = balanced_labels(p["n_per_stage"], N_CLASSES, y_rng)
         xs.append(_generate(y, _settings_for(lv, table), x_rng))
         ys.append(y)
         levels.append(lv)
@@ -253,6 +265,7 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
     names = [
         f"noise={noise[s]:.3g},trans={translation[s]},shear={shear[s]:.3g},scale={scale[s]:.3g}"
         + (f",flip={p['label_noise'][s]:.3g}" if p["label_noise"][s] > 0 else "")
+        + (f",imb={ratios[s]:.3g}" if ratios[s] > 1.0 else "")
         for s in range(n_stages)
     ]
     meta = {
@@ -268,6 +281,9 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
         "shift_setting": {k: float(v) for k, v in shift_setting.items()},
         "sizes": {k: p[k] for k in ("n_per_stage", "n_val", "n_test", "n_shift")},
     }
+    if order is not None:
+        meta["levels"]["imbalance"] = ratios
+        meta["class_order"] = [int(c) for c in order]
     cur = assemble(draft, name="mnist1d", layout=LAYOUT, n_classes=N_CLASSES, stage_names=names, meta=meta)
     return cur, draft
 

@@ -9,7 +9,10 @@ distractors). Inputs are one-hot, shape (max_len, K + 1), not standardised.
 Difficulty axes (interpolated linearly over the stages, easy -> hard):
 
 * sequence length: uniform in [a_s, b_s], from ``easy_len`` to ``hard_len`` (both ``[a, b]``);
-* label noise: flip rate 0 -> ``label_noise`` (or a list of per-stage rates); training stages only.
+* label noise: flip rate 0 -> ``label_noise`` (or a list of per-stage rates); training stages only;
+* class imbalance: the first symbols of a stage follow a long-tailed class distribution, ratio 1
+  (uniform symbols) -> ``imbalance`` in equal multiplicative steps (training stages only; the
+  distractors stay uniform and every evaluation set keeps uniform first symbols).
 
 Sets: training stages (``n_per_stage`` each, a fraction ``overlap`` drawn at the neighbouring
 stages' length ranges); ``val`` = an equal mix of every stage's length range (so the whole training
@@ -18,7 +21,8 @@ in ``shift_len``, longer than any training sequence.
 
 Parameters (``DEFAULTS``): ``n_per_stage`` 700, ``n_val`` 800, ``n_test`` 250, ``n_shift`` 800,
 ``overlap`` 0.15 (in [0, 0.5]), ``noise_kind`` uniform | systematic (how a flipped label is chosen, `_common.NOISE_KINDS`), ``label_noise`` 0.0 (rate at the hardest stage, linear from 0, or a
-list of per-stage rates in [0, 1)), ``n_symbols`` 4 (in [2, 16]; also the number of classes),
+list of per-stage rates in [0, 1)), ``imbalance`` 1.0 (class imbalance ratio at the hardest stage, rising
+geometrically from 1, or a list of per-stage ratios in [1, 100]; `metacurr.tasks.imbalance`), ``n_symbols`` 4 (in [2, 16]; also the number of classes),
 ``easy_len`` [3, 6], ``hard_len`` [14, 20], ``shift_len`` [24, 30], ``max_len`` 32 (in [2, 256];
 all lengths must fit, ``easy_len`` must not exceed ``hard_len`` and ``shift_len`` must start above
 ``hard_len``).
@@ -44,6 +48,7 @@ from metacurr.tasks._common import (
     stage_levels,
 )
 from metacurr.tasks.curriculum import Curriculum
+from metacurr.tasks.imbalance import class_order, is_imbalanced, long_tail_labels, stage_imbalance
 
 ARCHS = ("gru", "transformer")
 LAYOUT = "sequence"
@@ -56,6 +61,7 @@ DEFAULTS: dict[str, object] = {
     "overlap": 0.15,
     "label_noise": 0.0,
     "noise_kind": "uniform",
+    "imbalance": 1.0,
     "n_symbols": 4,
     "easy_len": [3, 6],
     "hard_len": [14, 20],
@@ -67,7 +73,11 @@ MAX_LEN_LIMIT = 256
 
 
 def render(
-    lengths: np.ndarray, n_symbols: int, max_len: int, rng: np.random.Generator
+    lengths: np.ndarray,
+    n_symbols: int,
+    max_len: int,
+    rng: np.random.Generator,
+    labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw first-token-recall sequences of the given lengths.
 
@@ -76,6 +86,8 @@ def render(
         n_symbols: number of symbols K (tokens 1..K; 0 is padding).
         max_len: padded length T.
         rng: source of the symbols.
+        labels: (N,) classes to put as the first symbols (class c -> symbol c + 1) instead of the
+            drawn ones; ``rng`` is drawn from the same way either way.
 
     Returns:
         (X, y): X of shape (N, T, K + 1) one-hot float32, y = first symbol - 1 (int64).
@@ -84,6 +96,8 @@ def render(
     tokens = rng.integers(1, n_symbols + 1, size=(n, max_len))
     start = max_len - lengths
     tokens[np.arange(max_len)[None, :] < start[:, None]] = 0
+    if labels is not None:
+        tokens[np.arange(n), start] = labels + 1
     y = tokens[np.arange(n), start] - 1
     x = np.zeros((n, max_len, n_symbols + 1), dtype=np.float32)
     np.put_along_axis(x, tokens[:, :, None], 1.0, axis=2)
@@ -96,6 +110,7 @@ def _lengths(levels: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.random.
 
 def _check(params: dict, n_stages: int) -> dict:
     p = check_common(params, n_stages)
+    p["imbalance"] = stage_imbalance(params["imbalance"], n_stages)
     p["n_symbols"] = check_int("n_symbols", params["n_symbols"], 2, 16)
     p["max_len"] = check_int("max_len", params["max_len"], 2, MAX_LEN_LIMIT)
     for k in ("easy_len", "hard_len", "shift_len"):
@@ -121,10 +136,14 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
     len_rng = child_rng(seed, "lengths")
     x_rng = child_rng(seed, "inputs")
 
+    ratios = p["imbalance"]
+    order = class_order(seed, k) if is_imbalanced(ratios) else None
+    imb_rng = child_rng(seed, "imbalance_labels")
     levels, xs, ys = [], [], []
     for s in range(n_stages):
         lv = stage_levels(s, n_stages, p["n_per_stage"], p["overlap"], lv_rng)
-        x, y = render(_lengths(lv, lo, hi, len_rng), k, t, x_rng)
+        first = long_tail_labels(p["n_per_stage"], ratios[s], order, imb_rng) if ratios[s] > 1.0 else None
+        x, y = render(_lengths(lv, lo, hi, len_rng), k, t, x_rng, first)
         xs.append(x)
         ys.append(y)
         levels.append(lv)
@@ -139,7 +158,9 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
         stages=stages, levels=levels, clean=ys, flipped=flipped, val=val, stage_tests=tests, shift=shift
     )
     names = [
-        f"len={lo[s]}-{hi[s]}" + (f",flip={p['label_noise'][s]:.3g}" if p["label_noise"][s] > 0 else "")
+        f"len={lo[s]}-{hi[s]}"
+        + (f",flip={p['label_noise'][s]:.3g}" if p["label_noise"][s] > 0 else "")
+        + (f",imb={ratios[s]:.3g}" if ratios[s] > 1.0 else "")
         for s in range(n_stages)
     ]
     meta = {
@@ -153,6 +174,9 @@ def _build(n_stages: int, seed: int, params: dict) -> tuple[Curriculum, Draft]:
         "vocab": {"pad": 0, "n_symbols": k, "max_len": t},
         "sizes": {kk: p[kk] for kk in ("n_per_stage", "n_val", "n_test", "n_shift")},
     }
+    if order is not None:
+        meta["levels"]["imbalance"] = ratios
+        meta["class_order"] = [int(c) for c in order]
     cur = assemble(
         draft,
         name="sequence",
