@@ -32,6 +32,7 @@ from metacurr.envs.observation import ObservationSpec
 from metacurr.envs.task_distribution import TRAIN_SEED_MAX, TaskDistribution, get_distribution
 from metacurr.errors import ConfigError, choices_error
 from metacurr.inner_run import InnerRun
+from metacurr.validation import check_env_kwargs, check_reset_options
 
 REWARDS = ("val_loss", "val_acc")
 
@@ -65,6 +66,7 @@ class RebalanceEnv(gym.Env):
         fixed_seed: keep the task's own seed at every reset (evaluation on a given (task, seed)).
         device: torch device of the inner run.
         hide_features: indicator names the observation always reports as 0 (`ObservationSpec.hidden`).
+        render_mode: Gymnasium's render mode; the env draws nothing, so only None.
     """
 
     metadata = {"render_modes": []}
@@ -83,8 +85,11 @@ class RebalanceEnv(gym.Env):
         fixed_seed: bool = False,
         device: str = "cpu",
         hide_features: list[str] | tuple[str, ...] = (),
+        render_mode: str | None = None,
     ):
         super().__init__()
+        check_env_kwargs(control_steps, inner_steps, divergence_penalty, render_mode, self.metadata["render_modes"])
+        self.render_mode = render_mode
         if task is not None and distribution is not None:
             raise ConfigError("give either task or distribution, not both")
         if reward not in REWARDS:
@@ -125,10 +130,7 @@ class RebalanceEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - {"task"}
-        if unknown:
-            raise ConfigError(f"unknown reset option {sorted(unknown)[0]!r}; valid choices: task")
+        options = check_reset_options(options, ("task",))
         if "task" in options:
             spec = self._with_budget(as_task_spec(options["task"]))
             if isinstance(options["task"], dict) and "seed" not in options["task"]:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from metacurr.errors import ConfigError, choices_error
+from metacurr.validation import check_finite, check_limit, check_seed, read_text
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -203,6 +204,7 @@ def _validate(obj: Any, where: str) -> None:
         _positive(obj, ("control_steps", "inner_steps", "batch_size", "lr"), where)
         if obj.seed < 0:
             raise ConfigError(f"{where}.seed must be >= 0, got {obj.seed}")
+        check_task_ranges(obj, where)
         if obj.optimizer not in OPTIMIZERS:
             raise choices_error("optimizer", obj.optimizer, OPTIMIZERS)
         if obj.lr_schedule not in LR_SCHEDULES:
@@ -213,10 +215,22 @@ def _validate(obj: Any, where: str) -> None:
             check_params(obj.family, obj.params)
     elif isinstance(obj, MonitorConfig):
         _positive(obj, ("probe_size", "val_size", "micro_batches", "ece_bins"), where)
+        for n in ("probe_size", "val_size", "micro_batches", "ece_bins"):
+            check_limit(getattr(obj, n), n, where)
         if obj.micro_batches > obj.probe_size:
             raise ConfigError(f"{where}.micro_batches ({obj.micro_batches}) exceeds probe_size ({obj.probe_size})")
     elif isinstance(obj, RunConfig):
         check_device(obj.device)
+
+
+def check_task_ranges(spec: TaskSpec, where: str = "task") -> None:
+    """Resource bounds of a TaskSpec (types already checked): budgets, seed, finite hyper-parameters."""
+    for n in ("control_steps", "inner_steps", "batch_size"):
+        check_limit(getattr(spec, n), n, where)
+    check_seed(spec.seed, f"{where}.seed")
+    check_finite(spec.lr, f"{where}.lr", 0.0, None, lo_open=True)
+    check_finite(spec.augment, f"{where}.augment", 0.0)
+    check_finite(spec.grad_clip, f"{where}.grad_clip", 0.0)
 
 
 def check_device(device) -> str:
@@ -248,10 +262,9 @@ def check_device(device) -> str:
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping with ``safe_load``; one-line ConfigError on a missing file or bad syntax."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+    text = read_text(p)  # missing, unreadable or not UTF-8: one line
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -21,6 +21,7 @@ from metacurr.io import atomic_write_json, atomic_write_jsonl, atomic_write_yaml
 from metacurr.models import check_compatible
 from metacurr.tasks.curriculum import Curriculum
 from metacurr.tracking.base import NullTracker, Tracker
+from metacurr.validation import check_out_dir
 
 
 def resolve_config(
@@ -146,6 +147,8 @@ def train(
         ``wall_s``, ``monitor_time_fraction``, ``diverged``, ...).
     """
     ctrl_obj = controller if isinstance(controller, Controller) else None
+    if out is not None:
+        check_out_dir(out)  # before any work: a file, a file parent or a read-only folder is one line
     cfg = resolve_config(
         task,
         config=config,

@@ -35,9 +35,18 @@ def add_budget_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inner-steps", type=positive_int, help="optimiser steps per control step")
 
 
+def threads_int(text: str) -> int:
+    from metacurr.validation import check_threads
+
+    try:
+        return check_threads(positive_int(text), "--threads")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_threads_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--threads", type=positive_int, default=1,
+        "--threads", type=threads_int, default=1,
         help="torch CPU threads (default 1: tiny models run fastest single-threaded)",
     )
 
@@ -47,8 +56,7 @@ def set_threads(n: int) -> None:
 
 
 def check_out_dir(path: str | Path) -> Path:
-    """The output folder may exist (files are replaced atomically) but must not be a file."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ConfigError(f"--out {p} exists and is not a directory")
-    return p
+    """The output folder may exist (files are replaced atomically) but must not be a file (`metacurr.validation`)."""
+    from metacurr.validation import check_out_dir as guard
+
+    return guard(path)  # the same line as the API gives

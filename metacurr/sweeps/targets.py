@@ -36,6 +36,31 @@ CONFIG_CHECKS: dict[str, Callable[[dict], None]] = {
 }
 
 
+#: Metrics each target reports in its run summary (``tracking.json`` / ``summary.json``): the names a
+#: sweep's ``metric.name`` may use. Targets not listed here are not checked up front.
+REPORTED_METRICS: dict[str, tuple[str, ...]] = {
+    "train": (
+        "best_val_acc", "confidence_volatility", "control_steps_done", "diverged", "early_stage_dominance",
+        "final_val_acc", "final_val_loss", "monitor_s", "monitor_time_fraction", "shift_acc", "shift_drop",
+        "shift_loss", "time_to_target", "train_s", "val_acc_volatility", "val_ece", "wall_s", "weight_change",
+    ),
+    "train-agent": ("timesteps", "wall_s", "env_steps_per_s", "eval/policy_val_loss", "eval/heuristic_val_loss",
+                    "eval/policy_minus_heuristic"),
+}
+#: Per-step metric families (the last logged value lands in the summary), by target.
+REPORTED_PREFIXES: dict[str, tuple[str, ...]] = {"train": ("inner/", "monitor/", "curriculum/")}
+
+
+def check_metric(target: str, name: str | None) -> None:
+    """Raise a one-line ConfigError when ``target`` never reports metric ``name`` (before any trial runs)."""
+    known = REPORTED_METRICS.get(target)
+    if name is None or known is None or name in known or name.startswith(REPORTED_PREFIXES.get(target, ())):
+        return
+    prefixes = [f"{p}*" for p in REPORTED_PREFIXES.get(target, ())]
+    raise ConfigError(f"metric.name {name!r} is not reported by `metacurr {target}`; valid choices: "
+                      f"{', '.join([*known, *prefixes])}")
+
+
 @functools.cache
 def target_options(target: str) -> frozenset[str]:
     """The option strings of metacurr subcommand ``target`` (empty if there is no such subcommand)."""
@@ -94,3 +119,10 @@ def check_config(target: str, data: dict) -> bool:
         raise
     return True
 
+
+
+def check_trial_config(command, params: dict) -> None:
+    """Base config + ``params`` must apply and validate for the target (ConfigError otherwise)."""
+    from metacurr.sweeps.overrides import apply_params
+
+    check_config(command.target, apply_params(command.base_config(), params))
