@@ -98,7 +98,7 @@ from metacurr.monitors.learning_monitor import assemble_batch, probe_indicators,
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
 from metacurr.tasks import build_curriculum
 from metacurr.tasks.curriculum import Curriculum
-from metacurr.trainer import ADAM_BETAS, ADAM_EPS, ADAMW_WEIGHT_DECAY, SGD_MOMENTUM, _grad, cosine_lr
+from metacurr.trainer import ADAM_BETAS, ADAM_EPS, ADAMW_WEIGHT_DECAY, SGD_MOMENTUM, _grad, cosine_lr, f32_scalar
 
 __all__ = ["BatchedRebalanceVecEnv", "BatchedRebalanceVectorEnv", "StackedOptimizer", "map_weights"]
 
@@ -167,7 +167,7 @@ class StackedOptimizer:
                     mask = self._per_run(fresh, g).bool()
                     b.copy_(torch.where(mask, g, b * SGD_MOMENTUM + g))
             if uniform:
-                torch._foreach_add_(params, self.bufs, alpha=-float(lr[0]))
+                torch._foreach_add_(params, self.bufs, alpha=f32_scalar(-float(lr[0])))
             else:
                 for p, b in zip(params, self.bufs):
                     p.add_(b * self._per_run(-lr, p))
@@ -177,7 +177,7 @@ class StackedOptimizer:
         if self.kind == "adamw":
             decay = 1 - lr * ADAMW_WEIGHT_DECAY
             if uniform:
-                torch._foreach_mul_(params, float(decay[0]))
+                torch._foreach_mul_(params, f32_scalar(float(decay[0])))
             else:
                 for p in params:
                     p.mul_(self._per_run(decay, p))
@@ -186,7 +186,7 @@ class StackedOptimizer:
         torch._foreach_addcmul_(self.exp_avg_sqs, gs, gs, 1 - beta2)
         if uniform:
             step = float(t[0])
-            step_size = (float(lr[0]) / (1 - beta1**step)) * -1
+            step_size = f32_scalar((float(lr[0]) / (1 - beta1**step)) * -1)
             bc2_sqrt = (1 - beta2**step) ** 0.5
             denom = torch._foreach_sqrt(self.exp_avg_sqs)
             torch._foreach_div_(denom, bc2_sqrt)

@@ -29,10 +29,11 @@ from metacurr.config import MonitorConfig, TaskSpec, check_device, from_dict
 from metacurr.controllers.base import normalize
 from metacurr.controllers.mapping import WeightMapping
 from metacurr.envs.observation import ObservationSpec
+from metacurr.envs.worker import guard_forked_torch
 from metacurr.envs.task_distribution import TRAIN_SEED_MAX, TaskDistribution, get_distribution
 from metacurr.errors import ConfigError, choices_error
 from metacurr.inner_run import InnerRun
-from metacurr.validation import check_env_kwargs, check_reset_options
+from metacurr.validation import check_action, check_env_kwargs, check_reset_options
 
 REWARDS = ("val_loss", "val_acc")
 
@@ -88,6 +89,7 @@ class RebalanceEnv(gym.Env):
         render_mode: str | None = None,
     ):
         super().__init__()
+        guard_forked_torch()
         check_env_kwargs(control_steps, inner_steps, divergence_penalty, render_mode, self.metadata["render_modes"])
         self.render_mode = render_mode
         if task is not None and distribution is not None:
@@ -130,6 +132,7 @@ class RebalanceEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        guard_forked_torch()  # an env built before a fork, reset in the child
         options = check_reset_options(options, ("task",))
         if "task" in options:
             spec = self._with_budget(as_task_spec(options["task"]))
@@ -167,7 +170,8 @@ class RebalanceEnv(gym.Env):
         if self.run is None:
             raise RuntimeError("call reset() before step()")
         n = self.run.n_stages
-        self.weights = self.mapping.apply(self.weights, np.asarray(action, dtype=np.float64).reshape(-1)[:n])
+        action = check_action(action, self.obs_spec.max_stages)  # slots beyond the curriculum's stages are ignored
+        self.weights = self.mapping.apply(self.weights, action[:n])
         state = self.run.step(self.weights)
         if self.run.diverged:
             reward = -self.divergence_penalty

@@ -31,8 +31,7 @@ def main() -> int:
     dest = ROOT / "metacurr" / "pretrained" / "default"
     tmp = dest.with_name(".default.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(Path(args.out) / "policy", tmp, ignore=shutil.ignore_patterns("model.zip"))
-    # The manifest's checksum of model.zip stays; load_bundle only checks the inference files.
+    shutil.copytree(Path(args.out) / "policy", tmp)  # model.zip included: plain PPO.load works on it
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)

@@ -42,6 +42,17 @@ class StepStats:
     params_finite: bool = True  # every parameter finite after the last update
 
 
+#: Largest finite float32: torch refuses a Python scalar beyond it in a float32 op (a RuntimeError).
+F32_MAX = 3.4028234663852886e38
+
+
+def f32_scalar(x: float) -> float:
+    """An optimiser scalar clamped to float32's finite range: an absurd lr (1e38 and up) then makes the
+    parameters inf and the run diverge -- data, flagged by the monitors -- instead of raising. Values in
+    range pass unchanged (same numbers as without the clamp)."""
+    return max(-F32_MAX, min(F32_MAX, x))
+
+
 def make_optimizer(spec: TaskSpec, params) -> torch.optim.Optimizer:
     """The torch.optim optimiser of ``spec`` (what `FunctionalOptimizer` reproduces)."""
     if spec.optimizer == "sgd":
@@ -109,18 +120,18 @@ class FunctionalOptimizer:
                 bufs = [self.bufs[i] for i in old]
                 torch._foreach_mul_(bufs, SGD_MOMENTUM)
                 torch._foreach_add_(bufs, [grads[i] for i in old], alpha=1.0)
-            torch._foreach_add_(params, [self.bufs[i] for i in idx], alpha=-lr)
+            torch._foreach_add_(params, [self.bufs[i] for i in idx], alpha=f32_scalar(-lr))
             return
         beta1, beta2 = ADAM_BETAS
         if self.kind == "adamw":
-            torch._foreach_mul_(params, 1 - lr * ADAMW_WEIGHT_DECAY)
+            torch._foreach_mul_(params, f32_scalar(1 - lr * ADAMW_WEIGHT_DECAY))
         exp_avgs = [self.exp_avgs[i] for i in idx]
         exp_avg_sqs = [self.exp_avg_sqs[i] for i in idx]
         torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, gs, gs, 1 - beta2)
         steps = [float(self.steps[i]) for i in idx]
-        step_size = [(lr / (1 - beta1**t)) * -1 for t in steps]
+        step_size = [f32_scalar((lr / (1 - beta1**t)) * -1) for t in steps]
         bc2_sqrt = [(1 - beta2**t) ** 0.5 for t in steps]
         denom = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_div_(denom, bc2_sqrt)
@@ -132,7 +143,7 @@ class FunctionalOptimizer:
         beta1, beta2 = ADAM_BETAS
         params = self.params
         if self.kind == "adamw":
-            torch._foreach_mul_(params, 1 - lr * ADAMW_WEIGHT_DECAY)
+            torch._foreach_mul_(params, f32_scalar(1 - lr * ADAMW_WEIGHT_DECAY))
         torch._foreach_lerp_(self.exp_avgs, gs, 1 - beta1)
         torch._foreach_mul_(self.exp_avg_sqs, beta2)
         torch._foreach_addcmul_(self.exp_avg_sqs, gs, gs, 1 - beta2)
@@ -142,7 +153,7 @@ class FunctionalOptimizer:
         denom = torch._foreach_sqrt(self.exp_avg_sqs)
         torch._foreach_div_(denom, (1 - beta2**t) ** 0.5)
         torch._foreach_add_(denom, ADAM_EPS)
-        torch._foreach_addcdiv_(params, self.exp_avgs, denom, (lr / (1 - beta1**t)) * -1)
+        torch._foreach_addcdiv_(params, self.exp_avgs, denom, f32_scalar((lr / (1 - beta1**t)) * -1))
 
 
 def clip_grads(grads: Sequence[torch.Tensor], max_norm: float) -> tuple[list[torch.Tensor], torch.Tensor]:

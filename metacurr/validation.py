@@ -135,6 +135,37 @@ def check_classes(stage_ys: list, val_y: Any, shift: Any, n_classes: Any) -> int
     return n_classes
 
 
+def check_observation(obs: Any, size: int, layout: str) -> Any:
+    """A raw observation for a loaded policy: shape (size,) or (N, size), finite numbers."""
+    import numpy as np
+
+    try:
+        a = np.asarray(obs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"observation must be numbers in the policy's layout ({layout}), got {type(obs).__name__}") from None
+    if a.ndim not in (1, 2) or a.shape[-1] != size:
+        raise ConfigError(f"observation has shape {a.shape} but this policy reads {size} values per observation "
+                          f"({layout}); build it with the policy's ObservationSpec")
+    return a
+
+
+def check_action(action: Any, n_slots: int, low: float = -1.0, high: float = 1.0) -> Any:
+    """An env action: exactly ``n_slots`` finite values in [low, high] (Gymnasium's Box bounds)."""
+    import numpy as np
+
+    try:
+        a = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"action must be {n_slots} numbers in [{low}, {high}], got {type(action).__name__}") from None
+    if a.size != n_slots or a.ndim > 1:
+        raise ConfigError(f"action has shape {a.shape} but the action space is ({n_slots},): one value per stage slot")
+    a = a.reshape(-1)
+    bad = ~np.isfinite(a) | (a < low - 1e-6) | (a > high + 1e-6)
+    if bad.any():
+        raise ConfigError(f"action value {a[bad][0]!r} at slot {int(np.flatnonzero(bad)[0])} is outside [{low}, {high}]")
+    return a
+
+
 def split_items(text: str | None, what: str, parts: list[str] | None = None) -> list[str]:
     """Items of a comma list; an empty list or an empty item (``a,,b``, a trailing comma) is an error.
 
