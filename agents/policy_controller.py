@@ -19,8 +19,8 @@ from metacurr.controllers.base import Controller
 from metacurr.controllers.mapping import WeightMapping
 from metacurr.envs.observation import ObservationSpec
 from metacurr.errors import ConfigError
-from metacurr.validation import check_observation
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
+from metacurr.validation import check_observation
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
 

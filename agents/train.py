@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
-import os
 import signal
 import time
 from pathlib import Path
 
 import numpy as np
 
+from metacurr.agents.checkpoints import Checkpointer
 from metacurr.agents.config import AgentConfig, ppo_kwargs
 from metacurr.errors import ConfigError
 from metacurr.io import atomic_write_bytes, atomic_write_json, atomic_write_yaml
@@ -60,36 +59,7 @@ def make_vec_env(cfg: AgentConfig, n_envs: int | None = None, kind: str | None =
     return VecMonitor(venv)
 
 
-class _Checkpointer:
-    """Atomic checkpoints: model zip + normaliser stats (npz) + progress marker, last two kept."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def save(self, model, venv) -> Path:
-        steps = int(model.num_timesteps)
-        stem = self.folder / f"ckpt_{steps:010d}"
-        tmp_zip = self.folder / f".tmp_{steps}.zip"
-        model.save(tmp_zip)
-        os.replace(tmp_zip, stem.with_suffix(".zip"))
-        _save_norm(stem.with_suffix(".norm.npz"), venv)
-        atomic_write_json(self.folder / "latest.json", {"timesteps": steps, "zip": stem.with_suffix(".zip").name})
-        for old in sorted(self.folder.glob("ckpt_*.zip"))[:-2]:
-            old.unlink(missing_ok=True)
-            old.with_suffix(".norm.npz").unlink(missing_ok=True)
-        return stem
-
-    def latest(self) -> tuple[Path, Path, int] | None:
-        marker = self.folder / "latest.json"
-        if not marker.is_file():
-            return None
-        info = json.loads(marker.read_text())
-        z = self.folder / info["zip"]
-        n = z.with_suffix(".norm.npz")
-        if not (z.is_file() and n.is_file()):
-            return None
-        return z, n, int(info["timesteps"])
+_Checkpointer = Checkpointer  # the checkpoint discipline lives in metacurr.agents.checkpoints
 
 
 def _save_norm(path: Path, venv) -> None:
@@ -129,16 +99,23 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
 
 
 def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | None = None) -> Path:
-    from metacurr.agents.bundle import save_bundle
-    from metacurr.controllers.mapping import WeightMapping
-    from metacurr.envs.observation import ObservationSpec
-
     pk = dict(ppo_kwargs(cfg).get("policy_kwargs") or {})
     pk.setdefault("net_arch", [64, 64])
     if "activation_fn" in pk and not isinstance(pk["activation_fn"], str):
         raise ConfigError("policy_kwargs.activation_fn must be a name (tanh, relu)")
     tmp_zip = out / ".model_for_bundle.zip"
-    model.save(tmp_zip)
+    try:
+        model.save(tmp_zip)
+        return _save_bundle_files(out, model, venv, cfg, pk, tmp_zip, extra)
+    finally:
+        tmp_zip.unlink(missing_ok=True)  # also when the bundle cannot be written (a full disk)
+
+
+def _save_bundle_files(out: Path, model, venv, cfg: AgentConfig, pk: dict, tmp_zip: Path, extra: dict | None) -> Path:
+    from metacurr.agents.bundle import save_bundle
+    from metacurr.controllers.mapping import WeightMapping
+    from metacurr.envs.observation import ObservationSpec
+
     obs_spec = ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features))
     manifest = {
         "observation": obs_spec.to_dict(),
@@ -160,7 +137,6 @@ def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | N
         manifest=manifest,
         model_zip=tmp_zip,
     )
-    tmp_zip.unlink(missing_ok=True)
     return path
 
 
@@ -187,12 +163,18 @@ def train_agent(
     from stable_baselines3.common.vec_env import VecNormalize
 
     out = Path(out)
+    ckpt = Checkpointer(out / "checkpoints")
+    latest = None
+    if resume:  # refusals come before anything is written
+        ckpt.check_config(cfg.to_dict(), fallback=out / "config.yaml")
+        latest = ckpt.latest()  # the newest complete checkpoint; damaged ones are skipped, never deleted
+        if latest is None:
+            log.warning("no checkpoint in %s; starting from scratch", out / "checkpoints")
+    elif ckpt.any_files():
+        ckpt.set_aside()
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.train.threads)
-    ckpt = _Checkpointer(out / "checkpoints")
-    latest = ckpt.latest() if resume else None
-    if resume and latest is None:
-        log.warning("no checkpoint in %s; starting from scratch", out / "checkpoints")
+    ckpt.record_config(cfg.to_dict())
     atomic_write_yaml(out / "config.yaml", cfg.to_dict())
 
     venv = VecNormalize(make_vec_env(cfg), norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=ppo_kwargs(cfg)["gamma"])

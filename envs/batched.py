@@ -98,7 +98,15 @@ from metacurr.monitors.learning_monitor import assemble_batch, probe_indicators,
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
 from metacurr.tasks import build_curriculum
 from metacurr.tasks.curriculum import Curriculum
-from metacurr.trainer import ADAM_BETAS, ADAM_EPS, ADAMW_WEIGHT_DECAY, SGD_MOMENTUM, _grad, cosine_lr, f32_scalar
+from metacurr.trainer import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    ADAMW_WEIGHT_DECAY,
+    SGD_MOMENTUM,
+    _grad,
+    cosine_lr,
+    f32_scalar,
+)
 
 __all__ = ["BatchedRebalanceVecEnv", "BatchedRebalanceVectorEnv", "StackedOptimizer", "map_weights"]
 

@@ -29,8 +29,8 @@ from metacurr.config import MonitorConfig, TaskSpec, check_device, from_dict
 from metacurr.controllers.base import normalize
 from metacurr.controllers.mapping import WeightMapping
 from metacurr.envs.observation import ObservationSpec
-from metacurr.envs.worker import guard_forked_torch
 from metacurr.envs.task_distribution import TRAIN_SEED_MAX, TaskDistribution, get_distribution
+from metacurr.envs.worker import guard_forked_torch
 from metacurr.errors import ConfigError, choices_error
 from metacurr.inner_run import InnerRun
 from metacurr.validation import check_action, check_env_kwargs, check_reset_options

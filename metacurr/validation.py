@@ -214,7 +214,9 @@ def read_text(path: str | Path, what: str = "config file") -> str:
         raise ConfigError(f"cannot read {what} {p}: {e.strerror or type(e).__name__}") from None
 
 
-def write_error(e: OSError) -> str:
+def write_error(e: OSError, out: Any = None) -> str:
     """One line for a failed write (full disk, read-only file system, permissions)."""
-    where = f": {e.filename}" if getattr(e, "filename", None) else ""
-    return f"cannot write{where} ({e.strerror or type(e).__name__}); nothing was left half-written"
+    where = e.filename or out
+    target = f" {where}" if where else ""
+    return (f"cannot write{target} ({e.strerror or type(e).__name__}); the files this run had written were "
+            f"removed (checkpoints and finished runs are kept for a rerun)")
