@@ -98,15 +98,7 @@ from metacurr.monitors.learning_monitor import assemble_batch, probe_indicators,
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
 from metacurr.tasks import build_curriculum
 from metacurr.tasks.curriculum import Curriculum
-from metacurr.trainer import (
-    ADAM_BETAS,
-    ADAM_EPS,
-    ADAMW_WEIGHT_DECAY,
-    SGD_MOMENTUM,
-    _grad,
-    cosine_lr,
-    f32_scalar,
-)
+from metacurr.trainer import ADAM_BETAS, ADAM_EPS, ADAMW_WEIGHT_DECAY, SGD_MOMENTUM, _grad, cosine_lr
 
 __all__ = ["BatchedRebalanceVecEnv", "BatchedRebalanceVectorEnv", "StackedOptimizer", "map_weights"]
 
@@ -158,6 +150,8 @@ class StackedOptimizer:
     @torch.no_grad()
     def step(self, grads: Sequence[torch.Tensor], lr: np.ndarray) -> None:
         """One update; ``lr``: (N,) learning rate of each run."""
+        from metacurr.trainer import f32_scalar  # an overflowing lr diverges instead of raising
+
         lr = np.asarray(lr, dtype=np.float64)
         self.steps += 1
         params, gs = self.params, list(grads)
