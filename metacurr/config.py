@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from metacurr.errors import ConfigError, choices_error
-from metacurr.validation import check_finite, check_limit, check_seed, read_text
+from metacurr.validation import check_finite, check_limit, check_seed, parse_controller_ref, read_text
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -295,4 +295,13 @@ def run_config(data: dict | None = None, **task_overrides: Any) -> RunConfig:
     task = dict(task)
     task.update({k: v for k, v in task_overrides.items() if v is not None})
     data["task"] = task
+    if isinstance(data.get("controller"), str) and "{" in data["controller"]:  # NAME{k=v}, as in evaluate
+        name, kwargs = parse_controller_ref(data["controller"])
+        given = data.get("controller_kwargs") or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"config.controller_kwargs: expected a mapping, got {type(given).__name__}")
+        clash = sorted(set(kwargs) & set(given))
+        if clash:
+            raise ConfigError(f"controller parameter {clash[0]!r} is given both in {data['controller']!r} and in controller_kwargs")
+        data["controller"], data["controller_kwargs"] = name, {**given, **kwargs}
     return from_dict(RunConfig, data, "config")

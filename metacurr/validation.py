@@ -166,6 +166,58 @@ def check_action(action: Any, n_slots: int, low: float = -1.0, high: float = 1.0
     return a
 
 
+def split_top_level(text: str, sep: str = ",", keep_empty: bool = False) -> list[str]:
+    """Split on ``sep`` outside ``{}`` / ``[]`` (stripped items; empty ones dropped unless ``keep_empty``)."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth < 0:
+                raise ConfigError(f"unbalanced brackets in {text!r}")
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise ConfigError(f"unbalanced brackets in {text!r}")
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if keep_empty or p.strip()]
+
+
+def parse_value(text: str) -> Any:
+    """A ``key=value`` value read as a YAML scalar / list (``1.0``, ``true``, ``[0.2,0.3]``, ``window``)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"cannot read value {text!r}") from None
+
+
+def parse_controller_ref(text: str, item: str | None = None) -> tuple[str, dict]:
+    """``NAME{key=value,...}`` -> (NAME, kwargs); a plain name or ``policy:PATH`` -> (text, {}).
+
+    The one reading of a controller reference with parameters: ``metacurr train --controller``,
+    ``metacurr evaluate --controllers`` and ``metacurr.train(controller=...)`` all use it.
+    """
+    item = text if item is None else item
+    kwargs: dict = {}
+    if text.startswith(("policy:", "wandb:")) or "{" not in text:
+        return text.strip(), kwargs
+    if not text.endswith("}"):
+        raise ConfigError(f"bad controller {item!r}; expected name{{key=value,...}}")
+    name, inner = text[: text.index("{")], text[text.index("{") + 1 : -1]
+    for kv in split_top_level(inner):
+        if "=" not in kv:
+            raise ConfigError(f"bad controller parameter {kv!r} in {item!r}; expected key=value")
+        k, val = kv.split("=", 1)
+        kwargs[k.strip()] = parse_value(val.strip())
+    return name.strip(), kwargs
+
+
 def split_items(text: str | None, what: str, parts: list[str] | None = None) -> list[str]:
     """Items of a comma list; an empty list or an empty item (``a,,b``, a trailing comma) is an error.
 
@@ -187,7 +239,7 @@ def check_out_dir(path: Any, flag: str = "output folder") -> Path:
     a file, or a read-only folder on the way is refused with one line.
     """
     if path is None or not str(path).strip():
-        raise ConfigError(f"{flag} must name an output folder, got {str(path if path is not None else '')!r}")
+        raise ConfigError(f"{flag}: the path is empty ({str(path if path is not None else '')!r}); give a folder to write to")
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ConfigError(f"{flag} {p} exists and is not a directory")

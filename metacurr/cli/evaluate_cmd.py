@@ -55,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     specs = []
     if args.ablations:
         specs, defaults = load_ablations(args.ablations)
-    if args.controllers or not specs:
-        specs = parse_controllers(args.controllers or DEFAULT_CONTROLLERS) + specs
-    task_set, tasks = parse_tasks(args.tasks or str(defaults.get("tasks", "default")))
+    if args.controllers is not None or not specs:  # --controllers "" is an error, not the defaults
+        specs = parse_controllers(DEFAULT_CONTROLLERS if args.controllers is None else args.controllers) + specs
+    task_set, tasks = parse_tasks(str(defaults.get("tasks", "default")) if args.tasks is None else args.tasks)
     n_seeds = args.seeds or defaults.get("seeds", DEFAULT_SEEDS)
     seeds = eval_seeds(n_seeds, args.seed_offset)
     out = check_out_dir(args.out)
