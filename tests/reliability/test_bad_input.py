@@ -52,8 +52,11 @@ def bundles(tmp_path_factory):
         return d
 
     def rechecksum(d: Path) -> None:  # a tampered file whose manifest was regenerated to match
+        from metacurr.agents.bundle import MANIFEST_SUM, manifest_digest
+
         man = json.loads((d / "manifest.json").read_text())
         man["files"] = {f: hashlib.sha256((d / f).read_bytes()).hexdigest() for f in man["files"]}
+        man[MANIFEST_SUM] = manifest_digest(man)
         (d / "manifest.json").write_text(json.dumps(man))
 
     def garbage_weights(d: Path) -> None:
