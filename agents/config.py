@@ -175,7 +175,7 @@ def check_agent_ranges(cfg: AgentConfig) -> None:
             check_finite(kw[k], f"ppo.{k}", 0.0, 1.0)
     pk = kw.get("policy_kwargs") or {}
     arch = pk.get("net_arch") if isinstance(pk, dict) else None
-    if arch is not None:
+    if isinstance(arch, list | dict):  # other types: SB3's own check below names them
         layers = list(arch.values()) if isinstance(arch, dict) else [arch]
         for layer in layers:
             if not isinstance(layer, list) or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 4096
