@@ -43,7 +43,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
+        if isinstance(v, dict):  # an empty mapping holds no setting
             out.update(_flat(v, f"{key}."))
         else:
             out[key] = v
@@ -176,3 +176,11 @@ class Checkpointer:
     def record_config(self, cfg_dict: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.folder / CONFIG_FILE, cfg_dict)
+
+
+def check_resume(folder: Path, cfg_dict: dict, fallback: Path | None = None) -> tuple[Path, Path, int] | None:
+    """Everything a resume refuses, before anything is written: a changed trained config, checkpoint files
+    of which none is complete. Returns the checkpoint it will resume from (None: none at all)."""
+    ckpt = Checkpointer(folder)
+    ckpt.check_config(cfg_dict, fallback)
+    return ckpt.latest()

@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["train"]["batched_compile"] = args.batched_compile
     cfg = load_agent_config(args.config, overrides)
     out = check_out_dir(args.out)
+    if args.resume:  # a refused resume writes nothing, not even tracking.json
+        from metacurr.agents.checkpoints import check_resume
+
+        check_resume(out / "checkpoints", cfg.to_dict(), out / "config.yaml")
     tracker = _tracker(args, cfg, out)
     exit_code = 1  # recorded as failed unless training returns
     try:
