@@ -998,7 +998,10 @@ class BatchedRebalanceVecEnv(VecEnv):
         }
 
     def step_async(self, actions: np.ndarray) -> None:
+        from metacurr.validation import check_action_range  # NaN / inf / out of [-1, 1]: one line
+
         self.actions = np.asarray(actions)
+        check_action_range(self.actions)
 
     def step_wait(self):
         if not self._built:

@@ -25,6 +25,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
 from metacurr.errors import ConfigError
+from metacurr.validation import check_action_range
 
 __all__ = ["ShardedBatchedVecEnv"]
 
@@ -212,6 +213,7 @@ class ShardedBatchedVecEnv(VecEnv):
         if self.key is None:
             raise RuntimeError("call reset() before step()")
         actions = np.asarray(actions).reshape(self.num_envs, -1)
+        check_action_range(actions)  # NaN / inf / out of [-1, 1]: refused before any shard steps
         if actions.shape[1] < self.key[2]:  # checked here so that no shard steps when another refuses
             raise ConfigError(f"action has {actions.shape[1]} entries for {self.key[2]} stages")
         for (a, b), r in zip(self.bounds, self.remotes):

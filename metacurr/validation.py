@@ -159,10 +159,19 @@ def check_action(action: Any, n_slots: int, low: float = -1.0, high: float = 1.0
         raise ConfigError(f"action must be {n_slots} numbers in [{low}, {high}], got {type(action).__name__}") from None
     if a.size != n_slots or a.ndim > 1:
         raise ConfigError(f"action has shape {a.shape} but the action space is ({n_slots},): one value per stage slot")
-    a = a.reshape(-1)
+    return check_action_range(a.reshape(-1), low, high)
+
+
+def check_action_range(a: Any, low: float = -1.0, high: float = 1.0) -> Any:
+    """Every value of an action array finite and in [low, high] (float32 rounding allowed)."""
+    import numpy as np
+
+    a = np.asarray(a, dtype=np.float64)
     bad = ~np.isfinite(a) | (a < low - 1e-6) | (a > high + 1e-6)
     if bad.any():
-        raise ConfigError(f"action value {a[bad][0]!r} at slot {int(np.flatnonzero(bad)[0])} is outside [{low}, {high}]")
+        i = np.unravel_index(int(np.flatnonzero(bad)[0]), a.shape)
+        where = f"slot {i[-1]}" + (f" of env {i[0]}" if a.ndim > 1 else "")
+        raise ConfigError(f"action value {float(a[i])!r} at {where} is outside [{low}, {high}]")
     return a
 
 

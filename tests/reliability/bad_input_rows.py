@@ -158,6 +158,8 @@ def extra_cases(cli, api, h) -> list:
         api("env/action-wrong-length", lambda c: lambda: _step(np.zeros(7), n_stages=4),
             "action has shape (7,) but the action space is (4,)"),
         api("env/action-nan", lambda c: lambda: _step(np.array([np.nan, 0.0, 0.0])), "outside [-1.0, 1.0]"),
+        api("env/batched-action-out-of-range", lambda c: lambda: _batched_step(np.array([[0.0, 0.0, 0.0], [0.0, 5.0, 0.0]])),
+            "action value 5.0 at slot 1 of env 1 is outside [-1.0, 1.0]"),
         api("policy/obs-wrong-size", lambda c: lambda: metacurr.load_controller(f"policy:{c.bundle()}").predict(np.zeros(5)),
             "observation has shape (5,) but this policy reads"),
         api("policy/obs-3d", lambda c: lambda: metacurr.load_controller(f"policy:{c.bundle()}").predict(np.zeros((1, 1, 5))),
@@ -167,6 +169,14 @@ def extra_cases(cli, api, h) -> list:
         api("policy/missing-model-zip", lambda c: lambda: metacurr.load_controller(f"policy:{c.bundle('no-model-zip')}"),
             "missing model.zip"),
     ]
+
+
+def _batched_step(actions):
+    from metacurr.envs.batched import BatchedRebalanceVecEnv
+
+    venv = BatchedRebalanceVecEnv(n_envs=2, task="mnist1d", control_steps=2, inner_steps=1)
+    venv.reset()
+    return venv.step(actions)
 
 
 def _env_direct(**kw):
