@@ -17,7 +17,7 @@ from metacurr.config import CUSTOM_FAMILY, MonitorConfig, RunConfig, TaskSpec, f
 from metacurr.controllers import Controller, make_controller, validate_controller
 from metacurr.errors import ConfigError
 from metacurr.inner_run import InnerRun, derive_seeds
-from metacurr.io import atomic_write_json, atomic_write_jsonl, atomic_write_yaml
+from metacurr.io import OutputFolder, atomic_write_json, atomic_write_jsonl, atomic_write_yaml
 from metacurr.models import check_compatible
 from metacurr.tasks.curriculum import Curriculum
 from metacurr.tracking.base import NullTracker, Tracker
@@ -166,7 +166,8 @@ def train(
     summary, rows = run_episode(cfg, ctrl_obj, curriculum, tracker)
     if out is not None:
         info = curriculum.describe() if curriculum is not None else None
-        write_run(out, cfg, summary, rows, info)
+        with OutputFolder(out):  # a failed write (full disk) removes the files it had added, then raises
+            write_run(out, cfg, summary, rows, info)
     return summary
 
 

@@ -168,3 +168,11 @@ def test_rollback_keeps_what_existed_before(tmp_path):
         (out / "sub" / "deep.txt").write_text("x")
         raise OSError(errno.ENOSPC, "No space left on device")
     assert _left(out) == {"mine.txt"} and (out / "mine.txt").read_text() == "keep"
+
+
+def test_api_train_write_fault_leaves_nothing(tmp_path, monkeypatch):
+    _inject_enospc(monkeypatch, lambda n: n == "summary.json")
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="No space left on device"):
+        metacurr.train(out=out, control_steps=2, inner_steps=1)
+    assert not out.exists()
