@@ -3,14 +3,17 @@
 Layout of ``DIR/policy/``::
 
     manifest.json     format version, library versions, observation layout (feature names), action
-                      mapping, supported stage counts, policy architecture, training config, and a
-                      SHA-256 of every other file
+                      mapping, supported stage counts, policy architecture, training config, a
+                      SHA-256 of every other file, and ``manifest_sha256``: a SHA-256 of the manifest
+                      itself (its canonical JSON without that key)
     policy.pt         the actor-critic's state_dict (loaded with torch.load(weights_only=True))
     normalizer.npz    observation-normaliser statistics (mean, var, clip, epsilon)
     model.zip         the full SB3 model, for continued training / inspection (not read for inference)
 
 Trust model: inference reads only ``policy.pt`` (weights only: no code runs on load), ``normalizer.npz``
-(``allow_pickle=False``) and ``manifest.json``, after checking their checksums against the manifest.
+(``allow_pickle=False``) and ``manifest.json``, after checking the manifest's own checksum and every
+listed file's checksum. The checksums detect damage and edits; they are not a signature (whoever edits a
+bundle can recompute them).
 ``model.zip`` is an SB3 archive that can hold pickled objects: load it (``PPO.load``) only from sources
 you trust, exactly as you would run their code.
 """
@@ -33,7 +36,9 @@ import metacurr
 from metacurr.errors import ConfigError
 from metacurr.io import DIR_MODE, dumps, fsync_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: The manifest key holding the manifest's own checksum.
+MANIFEST_SUM = "manifest_sha256"
 INFERENCE_FILES = ("policy.pt", "normalizer.npz")
 NORMALIZER_KEYS = ("mean", "var", "clip", "epsilon")
 
@@ -44,6 +49,12 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def manifest_digest(man: dict) -> str:
+    """SHA-256 of a manifest's canonical JSON (sorted keys, no whitespace), ``manifest_sha256`` left out."""
+    body = {k: v for k, v in man.items() if k != MANIFEST_SUM}
+    return hashlib.sha256(dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def versions() -> dict:
@@ -86,6 +97,7 @@ def save_bundle(
             shutil.copyfile(model_zip, tmp / "model.zip")
         files = {f.name: sha256(f) for f in sorted(tmp.iterdir())}
         man = {"format_version": FORMAT_VERSION, "versions": versions(), **manifest, "files": files}
+        man[MANIFEST_SUM] = manifest_digest(json.loads(dumps(man)))  # the digest of what a reader parses
         (tmp / "manifest.json").write_text(dumps(man, indent=2, sort_keys=True) + "\n")
         for f in tmp.iterdir():
             _fsync_file(f)
@@ -131,9 +143,12 @@ def read_manifest(path: str | Path) -> dict:
         raise ConfigError(f"policy bundle {path}: manifest.json is not a bundle manifest (expected a JSON object with files)")
     if man.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"policy bundle {path}: format_version {man.get('format_version')!r}, this metacurr reads {FORMAT_VERSION}")
-    for name in INFERENCE_FILES:
+    if man.get(MANIFEST_SUM) != manifest_digest(man):
+        raise ConfigError(f"policy bundle {path}: checksum mismatch for manifest.json (corrupted or modified)")
+    files = man.get("files", {})
+    for name in sorted({*INFERENCE_FILES, *files}):
         f = path / name
-        want = man.get("files", {}).get(name)
+        want = files.get(name)
         if not f.is_file() or want is None:
             raise ConfigError(f"policy bundle {path}: missing {name}")
         if sha256(f) != want:

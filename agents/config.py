@@ -17,6 +17,7 @@ from metacurr.envs.task_distribution import get_distribution
 from metacurr.errors import ConfigError, choices_error
 from metacurr.evaluation.task_sets import HELDOUT_SETS, TASK_SETS, get_task_set
 from metacurr.seeds import EVAL_SEED_BASE
+from metacurr.validation import check_finite, check_limit, check_threads
 
 VEC_ENVS = ("dummy", "subproc", "batched")
 
@@ -138,6 +139,7 @@ def validate(cfg: AgentConfig) -> AgentConfig:
     for k in ("total_timesteps", "n_envs", "checkpoint_every", "eval_seeds", "threads"):
         if getattr(cfg.train, k) <= 0:
             raise ConfigError(f"train.{k} must be positive, got {getattr(cfg.train, k)}")
+    check_agent_ranges(cfg)
     if not isinstance(cfg.train.batched_processes, int) or isinstance(cfg.train.batched_processes, bool) or not (
         1 <= cfg.train.batched_processes <= cfg.train.n_envs
     ):
@@ -161,6 +163,28 @@ def validate(cfg: AgentConfig) -> AgentConfig:
     RebalanceEnv(**cfg.env.env_kwargs())
     _deep_checks(cfg)
     return cfg
+
+
+def check_agent_ranges(cfg: AgentConfig) -> None:
+    """Resource bounds and PPO values SB3 itself accepts but cannot train with (`metacurr.validation`)."""
+    for k in ("total_timesteps", "n_envs", "checkpoint_every", "eval_seeds"):
+        check_limit(getattr(cfg.train, k), k, "train")
+    check_threads(cfg.train.threads, "train.threads")
+    for k in ("control_steps", "inner_steps"):
+        check_limit(getattr(cfg.env, k), k, "env")
+    kw = ppo_kwargs(cfg)
+    for k in ("gamma", "gae_lambda"):
+        if k in kw:
+            check_finite(kw[k], f"ppo.{k}", 0.0, 1.0)
+    pk = kw.get("policy_kwargs") or {}
+    arch = pk.get("net_arch") if isinstance(pk, dict) else None
+    if isinstance(arch, list | dict):  # other types: SB3's own check below names them
+        layers = list(arch.values()) if isinstance(arch, dict) else [arch]
+        for layer in layers:
+            if not isinstance(layer, list) or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 4096
+                                                      for n in layer):
+                raise ConfigError(f"ppo.policy_kwargs.net_arch must be a list of layer widths in [1, 4096] "
+                                  f"(or {{pi: [...], vf: [...]}}), got {arch!r}")
 
 
 def load_agent_config(path: str | None = None, overrides: dict | None = None) -> AgentConfig:

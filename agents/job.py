@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from metacurr.agents.checkpoints import check_resume
 from metacurr.agents.config import AgentConfig, load_agent_config
 from metacurr.agents.train import train_agent as _train
 from metacurr.errors import ConfigError
+from metacurr.io import OutputFolder
 from metacurr.tracking import make_tracker
 from metacurr.tracking.base import Tracker
+from metacurr.validation import check_out_dir
 
 
 @dataclass
@@ -62,7 +65,9 @@ def train_agent(
         An `AgentTrainingResult`.
 
     Raises:
-        ConfigError: an invalid config, before anything is written.
+        ConfigError: an invalid config or a refused resume (changed trained keys, only damaged
+            checkpoints), before anything is written.
+        OSError: a failed write (full disk, read-only folder), after removing what this call added.
     """
     if isinstance(config, AgentConfig):
         if overrides:
@@ -70,18 +75,20 @@ def train_agent(
         cfg = config
     else:
         cfg = load_agent_config(None if config is None else str(config), overrides or {})
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out {out} exists and is not a directory")
+    out = check_out_dir(out)  # the CLI's line too: a file, a file parent or a read-only folder
+    if resume:  # a refused resume writes nothing, not even the tracker's record
+        check_resume(out / "checkpoints", cfg.to_dict(), out / "config.yaml")
     own = tracker is None
-    if own:
-        tracker = make_tracker(wandb, out, name=f"agent__{cfg.name}", group="train-agent",
-                               tags=["train-agent", cfg.env.distribution], config=cfg.to_dict())
-    exit_code = 1  # recorded as failed unless training returns
-    try:
-        summary = _train(cfg, out, resume=resume, progress=progress, tracker=tracker)
-        exit_code = 0 if summary["status"] == "finished" else 130
-    finally:
+    # A failed write (full disk) removes what this call added; checkpoints stay for a rerun.
+    with OutputFolder(out):
         if own:
-            tracker.finish(exit_code=exit_code)
+            tracker = make_tracker(wandb, out, name=f"agent__{cfg.name}", group="train-agent",
+                                   tags=["train-agent", cfg.env.distribution], config=cfg.to_dict())
+        exit_code = 1  # recorded as failed unless training returns
+        try:
+            summary = _train(cfg, out, resume=resume, progress=progress, tracker=tracker)
+            exit_code = 0 if summary["status"] == "finished" else 130
+        finally:
+            if own:
+                tracker.finish(exit_code=exit_code)
     return AgentTrainingResult(summary, out)

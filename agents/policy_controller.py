@@ -24,6 +24,7 @@ from metacurr.envs.observation import ObservationSpec
 from metacurr.errors import ConfigError
 from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
 from metacurr.tracking import fetch_artifact
+from metacurr.validation import check_observation
 from metacurr.weights import WeightMapping
 
 ACTIVATIONS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
@@ -90,7 +91,8 @@ class PolicyController(Controller):
         return super().reset(n_stages, rng)
 
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
-        z = (np.asarray(obs, dtype=np.float64) - self.obs_mean) / self.obs_std
+        layout = f"{self.obs_spec.max_stages} stage slots, v{self.obs_spec.version}"
+        z = (check_observation(obs, self.obs_spec.size, layout) - self.obs_mean) / self.obs_std
         return np.clip(z, -self.clip_obs, self.clip_obs).astype(np.float32)
 
     def act(self, obs: np.ndarray) -> np.ndarray:

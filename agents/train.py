@@ -13,10 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import io
-import json
 import logging
-import os
 import signal
 import time
 from pathlib import Path
@@ -29,6 +26,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMoni
 from tqdm import tqdm
 
 from metacurr.agents.bundle import save_bundle
+from metacurr.agents.checkpoints import Checkpointer, load_norm
 from metacurr.agents.config import AgentConfig, ppo_kwargs
 from metacurr.agents.policy_controller import ACTIVATIONS, PolicyController
 from metacurr.config import RunConfig
@@ -38,7 +36,7 @@ from metacurr.envs.rebalance import RebalanceEnv
 from metacurr.envs.worker import init_worker_process
 from metacurr.errors import ConfigError
 from metacurr.evaluation.task_sets import task_specs
-from metacurr.io import atomic_write_bytes, atomic_write_json, atomic_write_yaml
+from metacurr.io import atomic_write_json, atomic_write_yaml
 from metacurr.run import run_episode
 from metacurr.seeds import TRAIN_SEED_MAX
 from metacurr.weights import WeightMapping
@@ -74,52 +72,6 @@ def make_vec_env(cfg: AgentConfig, n_envs: int | None = None, kind: str | None =
     return VecMonitor(venv)
 
 
-class _Checkpointer:
-    """Atomic checkpoints: model zip + normaliser stats (npz) + progress marker, last two kept."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def save(self, model, venv) -> Path:
-        steps = int(model.num_timesteps)
-        stem = self.folder / f"ckpt_{steps:010d}"
-        tmp_zip = self.folder / f".tmp_{steps}.zip"
-        model.save(tmp_zip)
-        os.replace(tmp_zip, stem.with_suffix(".zip"))
-        _save_norm(stem.with_suffix(".norm.npz"), venv)
-        atomic_write_json(self.folder / "latest.json", {"timesteps": steps, "zip": stem.with_suffix(".zip").name})
-        for old in sorted(self.folder.glob("ckpt_*.zip"))[:-2]:
-            old.unlink(missing_ok=True)
-            old.with_suffix(".norm.npz").unlink(missing_ok=True)
-        return stem
-
-    def latest(self) -> tuple[Path, Path, int] | None:
-        marker = self.folder / "latest.json"
-        if not marker.is_file():
-            return None
-        info = json.loads(marker.read_text())
-        z = self.folder / info["zip"]
-        n = z.with_suffix(".norm.npz")
-        if not (z.is_file() and n.is_file()):
-            return None
-        return z, n, int(info["timesteps"])
-
-
-def _save_norm(path: Path, venv) -> None:
-    rms = venv.obs_rms
-    buf = io.BytesIO()
-    np.savez(buf, mean=rms.mean, var=rms.var, count=np.float64(rms.count), ret_mean=venv.ret_rms.mean,
-             ret_var=venv.ret_rms.var, ret_count=np.float64(venv.ret_rms.count))
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _load_norm(path: Path, venv) -> None:
-    with np.load(path, allow_pickle=False) as z:
-        venv.obs_rms.mean, venv.obs_rms.var, venv.obs_rms.count = z["mean"], z["var"], float(z["count"])
-        venv.ret_rms.mean, venv.ret_rms.var, venv.ret_rms.count = z["ret_mean"], z["ret_var"], float(z["ret_count"])
-
-
 def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
     """The in-memory policy as a PolicyController (used by the eval callback and to build bundles)."""
     return PolicyController(
@@ -140,7 +92,14 @@ def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | N
     if "activation_fn" in pk and not isinstance(pk["activation_fn"], str):
         raise ConfigError("policy_kwargs.activation_fn must be a name (tanh, relu)")
     tmp_zip = out / ".model_for_bundle.zip"
-    model.save(tmp_zip)
+    try:
+        model.save(tmp_zip)
+        return _save_bundle_files(out, model, venv, cfg, pk, tmp_zip, extra)
+    finally:
+        tmp_zip.unlink(missing_ok=True)  # also when the bundle cannot be written (a full disk)
+
+
+def _save_bundle_files(out: Path, model, venv, cfg: AgentConfig, pk: dict, tmp_zip: Path, extra: dict | None) -> Path:
     obs_spec = ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features))
     manifest = {
         "observation": obs_spec.to_dict(),
@@ -162,7 +121,6 @@ def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | N
         manifest=manifest,
         model_zip=tmp_zip,
     )
-    tmp_zip.unlink(missing_ok=True)
     return path
 
 
@@ -184,12 +142,18 @@ def train_agent(
         tracker: optional `metacurr.tracking` tracker; receives eval/ metrics and the summary.
     """
     out = Path(out)
+    ckpt = Checkpointer(out / "checkpoints")
+    latest = None
+    if resume:  # refusals come before anything is written
+        ckpt.check_config(cfg.to_dict(), fallback=out / "config.yaml")
+        latest = ckpt.latest()  # the newest complete checkpoint; damaged ones are skipped, never deleted
+        if latest is None:
+            log.warning("no checkpoint in %s; starting from scratch", out / "checkpoints")
+    elif ckpt.any_files():
+        ckpt.set_aside()
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.train.threads)
-    ckpt = _Checkpointer(out / "checkpoints")
-    latest = ckpt.latest() if resume else None
-    if resume and latest is None:
-        log.warning("no checkpoint in %s; starting from scratch", out / "checkpoints")
+    ckpt.record_config(cfg.to_dict())
     atomic_write_yaml(out / "config.yaml", cfg.to_dict())
 
     venv = VecNormalize(make_vec_env(cfg), norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=ppo_kwargs(cfg)["gamma"])
@@ -197,7 +161,7 @@ def train_agent(
     if latest is not None:
         zip_path, norm_path, done = latest
         model = PPO.load(zip_path, env=venv, device="cpu", tensorboard_log=str(out / "tb"))
-        _load_norm(norm_path, venv)
+        load_norm(norm_path, venv)
     else:
         pk = dict(kw.pop("policy_kwargs", {}) or {})
         act = pk.pop("activation_fn", "tanh")

@@ -54,6 +54,7 @@ from metacurr.envs.rebalance import RebalanceEnv, step_info
 from metacurr.envs.task_distribution import TaskDistribution, task_key
 from metacurr.errors import ConfigError
 from metacurr.optim import StackedOptimizer, fused_update
+from metacurr.validation import check_action_range
 from metacurr.weights import map_weights, normalize
 
 __all__ = ["BatchedRebalanceVecEnv", "BatchedRebalanceVectorEnv", "StackedOptimizer", "UNROLL", "fused_update", "map_weights"]
@@ -249,6 +250,7 @@ class BatchedRebalanceVecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         self.actions = np.asarray(actions)
+        check_action_range(self.actions)  # NaN / inf / out of [-1, 1]: one line, before any run moves
 
     def step_wait(self):
         e = self.engine

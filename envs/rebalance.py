@@ -28,8 +28,10 @@ from gymnasium import spaces
 from metacurr.config import MonitorConfig, TaskSpec, check_device, from_dict
 from metacurr.envs.observation import ObservationSpec
 from metacurr.envs.task_distribution import TRAIN_SEED_MAX, TaskDistribution, get_distribution
+from metacurr.envs.worker import guard_forked_torch
 from metacurr.errors import ConfigError, choices_error
 from metacurr.inner_run import InnerRun
+from metacurr.validation import check_action, check_env_kwargs, check_reset_options
 from metacurr.weights import WeightMapping, normalize
 
 REWARDS = ("val_loss", "val_acc")
@@ -78,6 +80,7 @@ class RebalanceEnv(gym.Env):
         fixed_seed: keep the task's own seed at every reset (evaluation on a given (task, seed)).
         device: torch device of the inner run.
         hide_features: indicator names the observation always reports as 0 (`ObservationSpec.hidden`).
+        render_mode: Gymnasium's render mode; the env draws nothing, so only None.
     """
 
     metadata = {"render_modes": []}
@@ -96,8 +99,12 @@ class RebalanceEnv(gym.Env):
         fixed_seed: bool = False,
         device: str = "cpu",
         hide_features: list[str] | tuple[str, ...] = (),
+        render_mode: str | None = None,
     ):
         super().__init__()
+        guard_forked_torch()
+        check_env_kwargs(control_steps, inner_steps, divergence_penalty, render_mode, self.metadata["render_modes"])
+        self.render_mode = render_mode
         if task is not None and distribution is not None:
             raise ConfigError("give either task or distribution, not both")
         if reward not in REWARDS:
@@ -146,10 +153,7 @@ class RebalanceEnv(gym.Env):
         env passes each slot's): ``options["task"]`` if given (its own seed if it names one), else the
         fixed task with a fresh seed (unless ``fixed_seed``), else a draw from ``distribution`` (default:
         the env's)."""
-        options = options or {}
-        unknown = set(options) - {"task"}
-        if unknown:
-            raise ConfigError(f"unknown reset option {sorted(unknown)[0]!r}; valid choices: task")
+        options = check_reset_options(options, ("task",))
         if "task" in options:
             spec = self._with_budget(as_task_spec(options["task"]))
             if isinstance(options["task"], dict) and "seed" not in options["task"]:
@@ -165,6 +169,7 @@ class RebalanceEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        guard_forked_torch()  # an env built before a fork, reset in the child
         spec = self.task_spec = self.sample_task(self.np_random, options)
         self.run = InnerRun(spec, self.monitor_cfg, device=self.device)
         state = self.run.reset()  # uniform weights
@@ -185,7 +190,8 @@ class RebalanceEnv(gym.Env):
         if self.run is None:
             raise RuntimeError("call reset() before step()")
         n = self.run.n_stages
-        state = self.run.step(self.mapping.apply(self.run.weights, np.asarray(action, dtype=np.float64).reshape(-1)[:n]))
+        action = check_action(action, self.obs_spec.max_stages)  # slots beyond the curriculum's stages are ignored
+        state = self.run.step(self.mapping.apply(self.run.weights, action[:n]))
         if self.run.diverged:
             reward = -self.divergence_penalty
             terminated, truncated = True, False

@@ -28,6 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from metacurr.envs.batched import BatchedRebalanceVecEnv
 from metacurr.envs.worker import init_worker_process
 from metacurr.errors import ConfigError
+from metacurr.validation import check_action_range
 
 __all__ = ["ShardedBatchedVecEnv"]
 
@@ -207,6 +208,7 @@ class ShardedBatchedVecEnv(VecEnv):
         if self.key is None:
             raise RuntimeError("call reset() before step()")
         actions = np.asarray(actions).reshape(self.num_envs, -1)
+        check_action_range(actions)  # NaN / inf / out of [-1, 1]: refused before any shard steps
         if actions.shape[1] < self.key[2]:  # checked here so that no shard steps when another refuses
             raise ConfigError(f"action has {actions.shape[1]} entries for {self.key[2]} stages")
         for (a, b), r in zip(self.bounds, self.remotes):

@@ -23,7 +23,27 @@ import signal
 
 import torch
 
-__all__ = ["init_worker_process", "keep_freed_memory"]
+__all__ = ["guard_forked_torch", "init_worker_process", "keep_freed_memory"]
+
+#: The process that imported this module; a different pid means this is a fork of it.
+_IMPORT_PID = os.getpid()
+
+
+def guard_forked_torch() -> None:
+    """In a child forked from the process that imported metacurr, run torch on one thread.
+
+    A fork copies torch's intra-op thread pool (OpenMP) in a state that cannot start its threads again:
+    after any multi-threaded torch op in the parent, the child's first parallel op (``torch.randperm``
+    in the probe-set draw at reset, a large matmul) waits forever -- Gymnasium's ``AsyncVectorEnv``
+    forks by default. One thread never enters the pool. Env workers run one thread anyway
+    (`init_worker_process`), so the numbers are those of every other worker. Cheap enough to call on
+    every reset: one ``getpid``.
+    """
+    global _IMPORT_PID
+    pid = os.getpid()
+    if pid != _IMPORT_PID:
+        torch.set_num_threads(1)
+        _IMPORT_PID = pid  # once per process
 
 #: glibc ``mallopt`` parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3

@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     dest = Path(args.dest)
     tmp = dest.with_name(".default.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(res.policy, tmp, ignore=shutil.ignore_patterns("model.zip"))
-    # The manifest's checksum of model.zip stays; load_bundle only checks the inference files.
+    shutil.copytree(res.policy, tmp)  # model.zip included: plain PPO.load works on it
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)

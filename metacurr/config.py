@@ -21,6 +21,7 @@ import yaml
 from metacurr.errors import ConfigError, choices_error
 from metacurr.models import ARCHS, check_compatible
 from metacurr.tasks import MAX_STAGES, MIN_STAGES, check_params, family_module
+from metacurr.validation import check_finite, check_limit, check_seed, parse_controller_ref, read_text
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -199,6 +200,7 @@ def _validate(obj: Any, where: str) -> None:
         _positive(obj, ("control_steps", "inner_steps", "batch_size", "lr"), where)
         if obj.seed < 0:
             raise ConfigError(f"{where}.seed must be >= 0, got {obj.seed}")
+        check_task_ranges(obj, where)
         if obj.optimizer not in OPTIMIZERS:
             raise choices_error("optimizer", obj.optimizer, OPTIMIZERS)
         if obj.lr_schedule not in LR_SCHEDULES:
@@ -209,10 +211,22 @@ def _validate(obj: Any, where: str) -> None:
             check_params(obj.family, obj.params)
     elif isinstance(obj, MonitorConfig):
         _positive(obj, ("probe_size", "val_size", "micro_batches", "ece_bins"), where)
+        for n in ("probe_size", "val_size", "micro_batches", "ece_bins"):
+            check_limit(getattr(obj, n), n, where)
         if obj.micro_batches > obj.probe_size:
             raise ConfigError(f"{where}.micro_batches ({obj.micro_batches}) exceeds probe_size ({obj.probe_size})")
     elif isinstance(obj, RunConfig):
         check_device(obj.device)
+
+
+def check_task_ranges(spec: TaskSpec, where: str = "task") -> None:
+    """Resource bounds of a TaskSpec (types already checked): budgets, seed, finite hyper-parameters."""
+    for n in ("control_steps", "inner_steps", "batch_size"):
+        check_limit(getattr(spec, n), n, where)
+    check_seed(spec.seed, f"{where}.seed")
+    check_finite(spec.lr, f"{where}.lr", 0.0, None, lo_open=True)
+    check_finite(spec.augment, f"{where}.augment", 0.0)
+    check_finite(spec.grad_clip, f"{where}.grad_clip", 0.0)
 
 
 def check_device(device) -> str:
@@ -242,10 +256,9 @@ def check_device(device) -> str:
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping with ``safe_load``; one-line ConfigError on a missing file or bad syntax."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+    text = read_text(p)  # missing, unreadable or not UTF-8: one line
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -276,4 +289,13 @@ def run_config(data: dict | None = None, **task_overrides: Any) -> RunConfig:
     task = dict(task)
     task.update({k: v for k, v in task_overrides.items() if v is not None})
     data["task"] = task
+    if isinstance(data.get("controller"), str) and "{" in data["controller"]:  # NAME{k=v}, as in evaluate
+        name, kwargs = parse_controller_ref(data["controller"])
+        given = data.get("controller_kwargs") or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"config.controller_kwargs: expected a mapping, got {type(given).__name__}")
+        clash = sorted(set(kwargs) & set(given))
+        if clash:
+            raise ConfigError(f"controller parameter {clash[0]!r} is given both in {data['controller']!r} and in controller_kwargs")
+        data["controller"], data["controller_kwargs"] = name, {**given, **kwargs}
     return from_dict(RunConfig, data, "config")

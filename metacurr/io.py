@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -104,3 +105,63 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
 
 def atomic_write_yaml(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, yaml.safe_dump(_finite(obj), sort_keys=False))
+
+
+#: Sub-folders of an output folder kept when a run fails: what a rerun resumes from (agent checkpoints,
+#: the evaluation's per-run store, a sweep's trials).
+RESUMABLE = ("checkpoints", "runs")
+
+
+def _entries(folder: Path) -> set[str]:
+    if not folder.is_dir():
+        return set()
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+class OutputFolder:
+    """The output folder of one command: on a failed write, remove what this run added.
+
+    Used as ``with OutputFolder(out): ...``. When the body raises `OSError` (a full disk, a file system
+    turned read-only, a permission error), every file and folder it created in ``out`` is removed --
+    except under `RESUMABLE` sub-folders, which a rerun continues from -- and ``out`` itself if this run
+    created it. Files that existed before are left as they are (atomic writes never tear them). The
+    error propagates; `removed` counts what was taken away.
+    """
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        self.existed = self.out.exists()
+        self.before = _entries(self.out)
+        self.removed = 0
+
+    def __enter__(self) -> OutputFolder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and issubclass(exc_type, OSError):
+            self.rollback()
+        return False
+
+    def rollback(self) -> None:
+        new = sorted(_entries(self.out) - self.before, key=lambda p: p.count(os.sep), reverse=True)
+        for rel in new:
+            if rel.split(os.sep)[0] in RESUMABLE and rel not in RESUMABLE:
+                continue
+            p = self.out / rel
+            try:
+                if p.is_dir() and not p.is_symlink():
+                    if rel in RESUMABLE:
+                        if not any(p.iterdir()):
+                            p.rmdir()  # an empty store holds nothing to resume
+                        continue
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+                self.removed += 1
+            except OSError:
+                pass
+        if not self.existed:
+            try:
+                self.out.rmdir()  # only when empty
+            except OSError:
+                pass

@@ -24,6 +24,16 @@ ADAM_EPS = 1e-8
 ADAMW_WEIGHT_DECAY = 1e-2
 SGD_MOMENTUM = 0.9
 KINDS = ("adam", "adamw", "sgd")
+#: Largest finite float32: torch refuses a Python scalar beyond it in a float32 op (a RuntimeError).
+F32_MAX = 3.4028234663852886e38
+
+
+def f32_scalar(x: float) -> float:
+    """An optimiser scalar clamped to float32's finite range: an absurd lr (1e38 and up) then makes the
+    parameters inf and the run diverge -- data, flagged by the monitors -- instead of raising. Values in
+    range pass unchanged (same numbers as without the clamp). The per-run branches need no clamp: their
+    scalars become float32 tensors, where an overflow is inf, not an error."""
+    return max(-F32_MAX, min(F32_MAX, x))
 
 
 def _adam_foreach(adamw: bool, params: list, exp_avgs: list, exp_avg_sqs: list, grads: list, lr: float, t: float) -> None:
@@ -31,14 +41,14 @@ def _adam_foreach(adamw: bool, params: list, exp_avgs: list, exp_avg_sqs: list, 
     torch.optim's foreach calls, in its order, with its Python-double bias corrections."""
     beta1, beta2 = ADAM_BETAS
     if adamw:
-        torch._foreach_mul_(params, 1 - lr * ADAMW_WEIGHT_DECAY)
+        torch._foreach_mul_(params, f32_scalar(1 - lr * ADAMW_WEIGHT_DECAY))
     torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
     torch._foreach_mul_(exp_avg_sqs, beta2)
     torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
     denom = torch._foreach_sqrt(exp_avg_sqs)
     torch._foreach_div_(denom, (1 - beta2**t) ** 0.5)
     torch._foreach_add_(denom, ADAM_EPS)
-    torch._foreach_addcdiv_(params, exp_avgs, denom, (lr / (1 - beta1**t)) * -1)
+    torch._foreach_addcdiv_(params, exp_avgs, denom, f32_scalar((lr / (1 - beta1**t)) * -1))
 
 
 def _sgd_foreach(bufs: list, grads: list) -> None:
@@ -108,19 +118,19 @@ class FunctionalOptimizer:
                 self.bufs[i] = grads[i].detach().clone()
             if old:
                 _sgd_foreach([self.bufs[i] for i in old], [grads[i] for i in old])
-            torch._foreach_add_(params, [self.bufs[i] for i in idx], alpha=-lr)
+            torch._foreach_add_(params, [self.bufs[i] for i in idx], alpha=f32_scalar(-lr))
             return
         # Tensors at different step counts (some had no gradient before): per-tensor bias corrections.
         beta1, beta2 = ADAM_BETAS
         if self.kind == "adamw":
-            torch._foreach_mul_(params, 1 - lr * ADAMW_WEIGHT_DECAY)
+            torch._foreach_mul_(params, f32_scalar(1 - lr * ADAMW_WEIGHT_DECAY))
         exp_avgs = [self.exp_avgs[i] for i in idx]
         exp_avg_sqs = [self.exp_avg_sqs[i] for i in idx]
         torch._foreach_lerp_(exp_avgs, gs, 1 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, gs, gs, 1 - beta2)
         steps = [float(self.steps[i]) for i in idx]
-        step_size = [(lr / (1 - beta1**t)) * -1 for t in steps]
+        step_size = [f32_scalar((lr / (1 - beta1**t)) * -1) for t in steps]
         bc2_sqrt = [(1 - beta2**t) ** 0.5 for t in steps]
         denom = torch._foreach_sqrt(exp_avg_sqs)
         torch._foreach_div_(denom, bc2_sqrt)
@@ -186,7 +196,7 @@ class StackedOptimizer:
                     mask = self._per_run(fresh, g).bool()
                     b.copy_(torch.where(mask, g, b * SGD_MOMENTUM + g))
             if uniform:
-                torch._foreach_add_(params, self.bufs, alpha=-float(lr[0]))
+                torch._foreach_add_(params, self.bufs, alpha=f32_scalar(-float(lr[0])))
             else:
                 for p, b in zip(params, self.bufs):
                     p.add_(b * self._per_run(-lr, p))

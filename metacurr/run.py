@@ -18,11 +18,12 @@ from metacurr.controllers import Controller, make_controller, validate_controlle
 from metacurr.error_distribution import error_distribution
 from metacurr.errors import ConfigError
 from metacurr.inner_run import InnerRun, derive_seeds
-from metacurr.io import atomic_write_json, atomic_write_jsonl, atomic_write_yaml
+from metacurr.io import OutputFolder, atomic_write_json, atomic_write_jsonl, atomic_write_yaml
 from metacurr.models import check_compatible
 from metacurr.tasks.curriculum import Curriculum
 from metacurr.tracking.base import NullTracker, Tracker
 from metacurr.trajectory import trajectory_metrics
+from metacurr.validation import check_out_dir
 
 
 def resolve_config(
@@ -146,6 +147,8 @@ def train(
         twins, ``wall_s``, ``monitor_time_fraction``, ``diverged``, ...).
     """
     ctrl_obj = controller if isinstance(controller, Controller) else None
+    if out is not None:
+        check_out_dir(out)  # before any work: a file, a file parent or a read-only folder is one line
     cfg = resolve_config(
         task,
         config=config,
@@ -163,7 +166,8 @@ def train(
     summary, rows = run_episode(cfg, ctrl_obj, curriculum, tracker)
     if out is not None:
         info = curriculum.describe() if curriculum is not None else None
-        write_run(out, cfg, summary, rows, info)
+        with OutputFolder(out):  # a failed write (full disk) removes the files it had added, then raises
+            write_run(out, cfg, summary, rows, info)
     return summary
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from metacurr.errors import ConfigError
+from metacurr.validation import LIMITS, SEED_MAX, check_int_range
 
 EVAL_SEED_BASE = 10_000
 """Evaluation seed i is EVAL_SEED_BASE + i."""
@@ -31,6 +32,8 @@ def eval_seeds(n: int, offset: int = 0) -> list[int]:
         raise ConfigError(f"number of seeds must be a positive integer, got {n!r}")
     if not (isinstance(offset, int) and offset >= 0):
         raise ConfigError(f"seed offset must be an integer >= 0, got {offset!r}")
+    check_int_range(n, 1, LIMITS["seeds"], "number of seeds")  # before a list of 10^9 seeds is built
+    check_int_range(offset, 0, SEED_MAX - EVAL_SEED_BASE - n, "seed offset")
     seeds = [EVAL_SEED_BASE + offset + i for i in range(n)]
     check_eval_seeds(seeds)
     return seeds

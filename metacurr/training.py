@@ -17,9 +17,11 @@ import torch
 from metacurr.config import RunConfig, to_dict
 from metacurr.controllers import make_controller
 from metacurr.errors import ConfigError
+from metacurr.io import OutputFolder
 from metacurr.run import resolve_config, run_episode, write_run
 from metacurr.tasks import build_curriculum
 from metacurr.tracking import make_tracker, run_name
+from metacurr.validation import check_out_dir
 
 
 @dataclass
@@ -72,12 +74,11 @@ def train_run(
 
     Raises:
         ConfigError: invalid input, before anything is written.
+        OSError: a failed write (full disk, read-only folder), after removing what this run added.
     """
     cfg = resolve_config(task, config=config, arch=arch, seed=seed, control_steps=control_steps,
                          inner_steps=inner_steps, controller=controller, device=device)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out {out} exists and is not a directory")
+    out = check_out_dir(out)  # the CLI's line too: a file, a file parent or a read-only folder
     ctrl = make_controller(cfg.controller, **cfg.controller_kwargs)  # loads policy bundles: errors before work
     try:  # e.g. a policy with fewer stage slots than the task has stages
         ctrl.check_stages(cfg.task.n_stages)
@@ -90,18 +91,19 @@ def train_run(
         torch.set_num_threads(threads)
     if on_start is not None:
         on_start(cfg)
-    tracker = make_tracker(
-        wandb, out,
-        name=run_name(cfg.task.family, cfg.controller, cfg.task.seed),
-        group=group,
-        tags=[cfg.controller, cfg.task.family, cfg.task.arch, *tags],
-        config=to_dict(cfg),
-    )
-    ok = False
-    try:
-        summary, rows = run_episode(cfg, ctrl, tracker=tracker, on_step=on_step)
-        write_run(out, cfg, summary, rows)
-        ok = True
-    finally:
-        tracker.finish(exit_code=0 if ok else 1)  # a crashed run is marked failed in W&B and tracking.json
+    with OutputFolder(out):  # a failed write (full disk) removes what this run added, then raises
+        tracker = make_tracker(
+            wandb, out,
+            name=run_name(cfg.task.family, cfg.controller, cfg.task.seed),
+            group=group,
+            tags=[cfg.controller, cfg.task.family, cfg.task.arch, *tags],
+            config=to_dict(cfg),
+        )
+        ok = False
+        try:
+            summary, rows = run_episode(cfg, ctrl, tracker=tracker, on_step=on_step)
+            write_run(out, cfg, summary, rows)
+            ok = True
+        finally:
+            tracker.finish(exit_code=0 if ok else 1)  # a crashed run is marked failed in W&B and tracking.json
     return TrainRunResult(summary, cfg, out, dict(tracker.wandb_info))

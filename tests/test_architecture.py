@@ -2,7 +2,8 @@
 
 Layers, bottom (imported by everything above) to top (shared/DESIGN.md, "Layout"):
 
-    base         seeds, io, errors, weights (the weight arithmetic every layer above shares)
+    base         seeds, io, errors, weights (the weight arithmetic every layer above shares),
+                 validation (the input checks every layer shares; it imports only errors)
     data         tasks, models, config (its checks name the task families and architectures);
                  tracking, trajectory metrics, plots (they import only the base)
     training     trainer, optim (the one functional optimiser), monitors
@@ -31,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"metacurr": "metacurr", "envs": "metacurr.envs", "agents": "metacurr.agents"}
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("metacurr.seeds", "metacurr.io", "metacurr.errors", "metacurr.weights")),
-    ("data", ("metacurr.tasks", "metacurr.models", "metacurr.config", "metacurr.tracking", "metacurr.trajectory", "metacurr.error_distribution",
+    ("base", ("metacurr.seeds", "metacurr.io", "metacurr.errors", "metacurr.weights", "metacurr.validation")),
+    ("data", ("metacurr.tasks", "metacurr.models", "metacurr.config", "metacurr.tracking", "metacurr.trajectory",
+              "metacurr.error_distribution",
               "metacurr.plots")),
     ("training", ("metacurr.trainer", "metacurr.optim", "metacurr.monitors")),
     ("control", ("metacurr.controllers", "metacurr.inner_run", "metacurr.batched")),

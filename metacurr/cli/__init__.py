@@ -7,10 +7,13 @@ one line on stderr and exit code 2, before any file is written.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import logging
 import os
 import re
 import sys
+import threading
 
 from metacurr.errors import ConfigError
 
@@ -54,18 +57,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: errno values of a write fault the command reports itself (one line), so the trackers' own warnings
+#: and background writer threads (TensorBoard's) stay quiet about them.
+_WRITE_FAULTS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM)
+
+
+def _write_fault(e: object) -> bool:
+    return isinstance(e, OSError) and e.errno in _WRITE_FAULTS
+
+
+class _QuietWriteFaults(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(_write_fault(a) for a in (record.args if isinstance(record.args, tuple) else ()))
+
+
+def _thread_hook(previous):
+    def hook(args) -> None:
+        if not _write_fault(args.exc_value):
+            previous(args)
+    return hook
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet = _QuietWriteFaults()
+    # a logger's filter does not see its children's records: each tracking module's logger gets it
+    tracking_logs = [logging.getLogger(f"metacurr.tracking.{m}") for m in ("composite", "local", "tensorboard")]
+    for lg in tracking_logs:
+        lg.addFilter(quiet)
+    previous_hook = threading.excepthook
+    threading.excepthook = _thread_hook(previous_hook)
+    guard = None
     try:
+        out = getattr(args, "out", None)
+        if out:  # validated by each command before it writes; a failed write removes what the run added
+            from metacurr.io import OutputFolder
+
+            guard = OutputFolder(out)
         return int(args.func(args) or 0)
     except ConfigError as e:
         print(f"metacurr {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only file system: one line, nothing half-written
+        from metacurr.validation import write_error
+
+        if guard is not None:
+            guard.rollback()
+        print(f"metacurr {args.command}: error: {write_error(e, getattr(args, 'out', None))}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"metacurr {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for lg in tracking_logs:
+            lg.removeFilter(quiet)
+        threading.excepthook = previous_hook
 
 
 if __name__ == "__main__":  # pragma: no cover

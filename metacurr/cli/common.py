@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
 from metacurr.errors import ConfigError
+from metacurr.validation import (
+    check_out_dir,  # noqa: F401 - re-exported: the commands' guard is the library's
+    check_threads,
+)
 
 
 def positive_int(text: str) -> int:
@@ -35,9 +38,16 @@ def add_budget_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inner-steps", type=positive_int, help="optimiser steps per control step")
 
 
+def threads_int(text: str) -> int:
+    try:
+        return check_threads(positive_int(text), "--threads")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_threads_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--threads", type=positive_int, default=1,
+        "--threads", type=threads_int, default=1,
         help="torch CPU threads (default 1: tiny models run fastest single-threaded)",
     )
 
@@ -46,9 +56,3 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def check_out_dir(path: str | Path) -> Path:
-    """The output folder may exist (files are replaced atomically) but must not be a file."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ConfigError(f"--out {p} exists and is not a directory")
-    return p

@@ -108,7 +108,7 @@ def _run_local(args: argparse.Namespace, spec) -> int:
     from metacurr.sweeps.api import DEFAULT_SWEEP_ROOT, sweep
     from metacurr.sweeps.trial import TrialResult
 
-    out = check_out_dir(args.out or DEFAULT_SWEEP_ROOT / spec.name)
+    out = check_out_dir(args.out if args.out is not None else DEFAULT_SWEEP_ROOT / spec.name)
     workers = args.workers or 1
     total = 0
     n_done = 0
@@ -156,11 +156,11 @@ def run_trial_cmd(args: argparse.Namespace) -> int:
     # Imported here, not at the top: `metacurr --help` and the other subcommands should not load sweeps.
     from metacurr.sweeps import parse_param_tokens, run_id, run_trial
     from metacurr.sweeps.spec import TrialCommand
-    from metacurr.sweeps.targets import check_target
+    from metacurr.sweeps.targets import check_metric, check_target, check_trial_config
 
     check_target(args.target)
     params = parse_param_tokens(args.params)
-    if args.out:
+    if args.out is not None:
         run_dir = check_out_dir(args.out)
     else:
         # under `wandb agent` the folder is named after the sweep and the W&B run
@@ -171,6 +171,8 @@ def run_trial_cmd(args: argparse.Namespace) -> int:
         run_dir = root / (os.environ.get("WANDB_RUN_ID") or run_id(params))
     cmd = TrialCommand(args.target, args.config, args.out_root)
     cmd.base_config()  # a missing base config is a usage error (exit 2), not a failed trial
+    check_trial_config(cmd, params)  # so is a bad override: exit 2 before the trial folder exists
+    check_metric(args.target, args.metric)
     result = run_trial(cmd, params, run_dir, metric=args.metric, wandb=args.wandb, group=args.group,
                        tags=["sweep"], capture=False)
     print(json.dumps({k: v for k, v in result.to_dict().items() if k in ("run_id", "status", "metric", "error", "run_dir")}))

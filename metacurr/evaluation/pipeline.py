@@ -29,8 +29,10 @@ from metacurr.evaluation.report import write_report
 from metacurr.evaluation.specs import DEFAULT_CONTROLLERS, ControllerSpec, load_ablations, parse_controllers
 from metacurr.evaluation.task_sets import parse_tasks
 from metacurr.evaluation.tracking import evaluation_tracker, log_evaluation
+from metacurr.io import OutputFolder
 from metacurr.seeds import DEFAULT_EVAL_SEEDS, eval_seeds
 from metacurr.tracking import resolve_mode
+from metacurr.validation import check_out_dir
 
 
 @dataclass
@@ -78,11 +80,13 @@ def resolve_specs(
     specs: list[ControllerSpec] = []
     if ablations:
         specs, defaults = load_ablations(str(ablations))
-    if controllers or not specs:
-        given = controllers or DEFAULT_CONTROLLERS
+    if controllers is not None or not specs:  # controllers="" is an error, not the defaults
+        given = DEFAULT_CONTROLLERS if controllers is None else controllers
         if isinstance(given, str):
             head = parse_controllers(given)
         else:
+            if not given:
+                raise ConfigError("controllers: empty list; give at least one item")
             refs = [c for c in given if not isinstance(c, ControllerSpec)]
             parsed = iter(parse_controllers(",".join(refs)) if refs else [])
             head = [c if isinstance(c, ControllerSpec) else next(parsed) for c in given]
@@ -146,30 +150,29 @@ def evaluate(
     """
     resolve_mode(wandb)  # a bad mode is a ConfigError before anything is planned or written
     specs, defaults = resolve_specs(controllers, ablations)
-    task_set, task_list = parse_tasks(tasks or str(defaults.get("tasks", "default")))
+    task_set, task_list = parse_tasks(str(defaults.get("tasks", "default")) if tasks is None else tasks)
     seed_list = eval_seeds(seeds or defaults.get("seeds", DEFAULT_EVAL_SEEDS), seed_offset)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out {out} exists and is not a directory")
+    out = check_out_dir(out)  # the CLI's line too: a file, a file parent or a read-only folder
     plan = make_plan(specs, task_list, seed_list, task_set=task_set, control_steps=control_steps,
                      inner_steps=inner_steps, workers=workers, mode="incremental" if incremental else "standard",
                      n_search_seeds=search_seeds, device=device)
     t0 = time.perf_counter()
-    tracker = evaluation_tracker(plan, out, wandb=wandb, name=name, group=group, tags=tags)
-    ok = False
-    try:
-        res = execute(plan, out, progress, backend)
-        df = collect(plan, out)
-        rounds = incremental_rounds(plan, out) if plan.mode == "incremental" else None
-        stats = write_report(out, plan, df, res["searches"], time.perf_counter() - t0, rounds)
-        paths = {"results": out / "results.csv", "report": out / "report.md", "stats": out / "stats.json",
-                 "plots": out / "plots"}
-        if rounds is not None and len(rounds):
-            paths["incremental"] = out / "incremental.csv"
-        result = EvaluationResult(df, stats, out, plan, res["ran"], res["skipped"], res["searches"],
-                                  time.perf_counter() - t0, rounds, paths, dict(tracker.wandb_info))
-        log_evaluation(tracker, result)
-        ok = True
-    finally:
-        tracker.finish(exit_code=0 if ok else 1)  # an interrupted or failed evaluation is marked failed
+    with OutputFolder(out):  # a failed write (full disk) removes what this call added; finished runs stay
+        tracker = evaluation_tracker(plan, out, wandb=wandb, name=name, group=group, tags=tags)
+        ok = False
+        try:
+            res = execute(plan, out, progress, backend)
+            df = collect(plan, out)
+            rounds = incremental_rounds(plan, out) if plan.mode == "incremental" else None
+            stats = write_report(out, plan, df, res["searches"], time.perf_counter() - t0, rounds)
+            paths = {"results": out / "results.csv", "report": out / "report.md", "stats": out / "stats.json",
+                     "plots": out / "plots"}
+            if rounds is not None and len(rounds):
+                paths["incremental"] = out / "incremental.csv"
+            result = EvaluationResult(df, stats, out, plan, res["ran"], res["skipped"], res["searches"],
+                                      time.perf_counter() - t0, rounds, paths, dict(tracker.wandb_info))
+            log_evaluation(tracker, result)
+            ok = True
+        finally:
+            tracker.finish(exit_code=0 if ok else 1)  # an interrupted or failed evaluation is marked failed
     return result

@@ -17,12 +17,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from metacurr.config import TaskSpec, load_yaml
 from metacurr.controllers import make_controller
 from metacurr.errors import ConfigError
 from metacurr.evaluation.masking import resolve_mask
+from metacurr.validation import parse_controller_ref, split_items, split_top_level
 
 #: TaskSpec fields a variant may not override: they define the task and its seed.
 FIXED_TASK_FIELDS = ("family", "arch", "n_stages", "seed")
@@ -66,57 +65,20 @@ class ControllerSpec:
         return self.controller.startswith(("policy:", "wandb:"))
 
 
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside ``{}`` / ``[]``."""
-    parts, depth, cur = [], 0, []
-    for ch in text:
-        if ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-            if depth < 0:
-                raise ConfigError(f"unbalanced brackets in {text!r}")
-        if ch == sep and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    if depth != 0:
-        raise ConfigError(f"unbalanced brackets in {text!r}")
-    parts.append("".join(cur))
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _parse_value(text: str):
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ConfigError(f"cannot read value {text!r}") from None
-
-
 def parse_controller(item: str) -> ControllerSpec:
     """One ``--controllers`` item -> `ControllerSpec` (label = the item as written)."""
     label, text, mask = item, item, None
     if text.startswith(OPEN_LOOP_PREFIX):
         text, mask = text[len(OPEN_LOOP_PREFIX):], "open-loop"
-    kwargs: dict = {}
     if text.startswith(("policy:", "wandb:")):
         return ControllerSpec(label=label, controller=text, mask=mask)
-    if "{" in text:
-        if not text.endswith("}"):
-            raise ConfigError(f"bad controller {item!r}; expected name{{key=value,...}}")
-        text, inner = text[: text.index("{")], text[text.index("{") + 1 : -1]
-        for kv in split_top_level(inner):
-            if "=" not in kv:
-                raise ConfigError(f"bad controller parameter {kv!r} in {item!r}; expected key=value")
-            k, v = kv.split("=", 1)
-            kwargs[k.strip()] = _parse_value(v.strip())
+    text, kwargs = parse_controller_ref(text, item)
     return ControllerSpec(label=label, controller=text.strip(), kwargs=kwargs, mask=mask)
 
 
 def parse_controllers(text: str) -> list[ControllerSpec]:
     """The ``--controllers`` list."""
-    specs = [parse_controller(p) for p in split_top_level(text or "")]
+    specs = [parse_controller(p) for p in split_items(text, "--controllers", split_top_level(text or "", keep_empty=True))]
     if not specs:
         raise ConfigError("no controllers given")
     return specs

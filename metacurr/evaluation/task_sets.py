@@ -36,6 +36,7 @@ import json
 
 from metacurr.config import TaskSpec, from_dict
 from metacurr.errors import ConfigError, choices_error
+from metacurr.validation import split_items
 
 
 def _task(family: str, arch: str, n_stages: int = 3, name: str | None = None, **params) -> dict:
@@ -179,12 +180,13 @@ def parse_tasks(text: str) -> tuple[str, list[dict]]:
         (label of the set, validated task dicts with unique names).
     """
     text = (text or "").strip()
+    split_items(text, "--tasks")  # "" or a stray comma is an error, never the default set
     if text in TASK_SETS:
         return text, [check_task(t) for t in get_task_set(text)]
     if ":" not in text:
         raise choices_error("task set", text, list(TASK_SETS) + ["family:arch[,family:arch...]"])
     tasks = []
-    for item in [p.strip() for p in text.split(",") if p.strip()]:
+    for item in split_items(text, "--tasks"):
         parts = item.split(":")
         if len(parts) not in (2, 3) or not all(parts):
             raise ConfigError(f"bad task {item!r}; expected family:arch or family:arch:n_stages, or a task set: "

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from metacurr.errors import ConfigError
+from metacurr.io import OutputFolder
 from metacurr.sweeps.check import check_sweep
 from metacurr.sweeps.local import LocalSweepReport, run_local_sweep
 from metacurr.sweeps.spec import SweepSpec, load_sweep
 from metacurr.sweeps.trial import TrialResult
+from metacurr.validation import check_out_dir
 
 #: Where a local sweep goes when no folder is given: DEFAULT_SWEEP_ROOT / <sweep name>.
 DEFAULT_SWEEP_ROOT = Path("runs") / "sweeps"
@@ -48,7 +50,9 @@ def sweep(
         ``notices`` include those of the up-front check.
 
     Raises:
-        ConfigError: a bad sweep file or trial config (checked before any trial runs), or ``out`` is a file.
+        ConfigError: a bad sweep file, trial config or ``metric.name`` (checked before any trial runs), or
+            ``out`` is not a writable folder.
+        OSError: a failed write (full disk), after removing what this call added (finished trials stay).
     """
     if not isinstance(spec, SweepSpec):
         source = source or str(spec)
@@ -56,15 +60,14 @@ def sweep(
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     notices = check_sweep(spec, seed=seed)
-    out = Path(out) if out is not None else DEFAULT_SWEEP_ROOT / spec.name
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out {out} exists and is not a directory")
+    out = check_out_dir(out if out is not None else DEFAULT_SWEEP_ROOT / spec.name)  # the CLI's line too
 
     def started(method: str, n: int, resumed: int, plan_notices: list[str]) -> None:
         if on_start is not None:
             on_start(method, n, resumed, notices + plan_notices)
 
-    report = run_local_sweep(spec, out, workers=workers, count=count, seed=seed, source=source,
-                             on_start=started, on_result=on_result)
+    with OutputFolder(out):  # a failed write (full disk) removes what this call added; finished trials stay
+        report = run_local_sweep(spec, out, workers=workers, count=count, seed=seed, source=source,
+                                 on_start=started, on_result=on_result)
     report.notices = notices + report.notices
     return report

@@ -5,7 +5,7 @@ from __future__ import annotations
 from metacurr.sweeps.overrides import apply_params
 from metacurr.sweeps.sampling import grid_points, random_points
 from metacurr.sweeps.spec import SweepSpec
-from metacurr.sweeps.targets import check_config, check_target
+from metacurr.sweeps.targets import check_config, check_metric, check_target
 
 
 def check_sweep(spec: SweepSpec, seed: int = 0) -> list[str]:
@@ -23,6 +23,7 @@ def check_sweep(spec: SweepSpec, seed: int = 0) -> list[str]:
     """
     cmd = spec.command
     check_target(cmd.target)
+    check_metric(cmd.target, spec.metric_name)  # a typo would otherwise surface after the first trial ran
     base = cmd.base_config()
     first = grid_points(spec.params)[0] if spec.method == "grid" else random_points(spec.params, 1, seed)[0]
     check_config(cmd.target, apply_params(base, first))

@@ -15,6 +15,7 @@ from pathlib import Path
 from metacurr.config import load_yaml
 from metacurr.errors import ConfigError
 from metacurr.run import resolve_config
+from metacurr.sweeps.overrides import apply_params
 from metacurr.training import train_run
 
 
@@ -29,6 +30,11 @@ class Target:
     """``run(config_path, run_dir, *, wandb, group, tags)``: the job; raises on failure."""
     tracking: tuple[str, ...]
     """The tracking settings the job honours, among ``wandb``, ``group``, ``tags``."""
+    metrics: tuple[str, ...]
+    """The metrics the job reports in its run summary (``tracking.json`` / ``summary.json``): the names a
+    sweep's ``metric.name`` may use."""
+    metric_prefixes: tuple[str, ...] = ()
+    """Per-step metric families (the last logged value lands in the summary)."""
 
 
 def _check_train(data: dict) -> None:
@@ -58,9 +64,29 @@ def _run_train_agent(config_path: Path, run_dir: Path, *, wandb: str, group: str
 
 #: target name -> the job a trial runs.
 TARGETS: dict[str, Target] = {
-    "train": Target("train", _check_train, _run_train, ("wandb", "group", "tags")),
-    "train-agent": Target("train-agent", _check_train_agent, _run_train_agent, ("wandb",)),
+    "train": Target(
+        "train", _check_train, _run_train, ("wandb", "group", "tags"),
+        metrics=("best_val_acc", "confidence_volatility", "control_steps_done", "diverged", "early_stage_dominance",
+                 "final_val_acc", "final_val_loss", "monitor_s", "monitor_time_fraction", "shift_acc", "shift_drop",
+                 "shift_loss", "time_to_target", "train_s", "val_acc_volatility", "val_ece", "wall_s", "weight_change"),
+        metric_prefixes=("inner/", "monitor/", "curriculum/"),
+    ),
+    "train-agent": Target(
+        "train-agent", _check_train_agent, _run_train_agent, ("wandb",),
+        metrics=("timesteps", "wall_s", "env_steps_per_s", "eval/policy_val_loss", "eval/heuristic_val_loss",
+                 "eval/policy_minus_heuristic"),
+    ),
 }
+
+
+def check_metric(target: str, name: str | None) -> None:
+    """Raise a one-line ConfigError when ``target`` never reports metric ``name`` (before any trial runs)."""
+    t = check_target(target)
+    if name is None or name in t.metrics or name.startswith(t.metric_prefixes):
+        return
+    prefixes = [f"{p}*" for p in t.metric_prefixes]
+    raise ConfigError(f"metric.name {name!r} is not reported by `metacurr {target}`; valid choices: "
+                      f"{', '.join([*t.metrics, *prefixes])}")
 
 
 def sweepable_targets() -> list[str]:
@@ -88,3 +114,8 @@ def check_config(target: str, data: dict) -> None:
         check_target(target).check(data)
     except ConfigError as e:
         raise ConfigError(f"a trial config (base config + sweep parameters) is invalid for `metacurr {target}`: {e}") from None
+
+
+def check_trial_config(command, params: dict) -> None:
+    """Base config + ``params`` must apply and validate for the target (ConfigError otherwise)."""
+    check_config(command.target, apply_params(command.base_config(), params))

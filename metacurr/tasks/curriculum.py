@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from metacurr.errors import ConfigError
+from metacurr.validation import check_classes
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -43,6 +44,9 @@ def _as_pair(pair: object, where: str) -> Pair:
     x = x.float()
     if not torch.isfinite(x).all():
         raise ConfigError(f"{where}: X contains NaN or inf")
+    if y.dtype == torch.bool or x.shape[1:].numel() == 0:
+        raise ConfigError(f"{where}: y must hold integer class labels and X at least one feature, "
+                          f"got y {y.dtype}, X {tuple(x.shape)}")
     if torch.is_floating_point(y):
         if not torch.isfinite(y).all() or not torch.equal(y, y.round()):
             raise ConfigError(f"{where}: y must hold integer class labels")
@@ -182,7 +186,8 @@ class Curriculum:
             imbalance_seed: chooses the rare classes and the examples kept.
 
         Raises:
-            ConfigError: mismatched X / y lengths, NaN / inf, empty stages, inconsistent shapes, bad
+            ConfigError: mismatched X / y lengths, NaN / inf, empty stages, inconsistent shapes, fewer
+                than 2 or more than `MAX_CLASSES` classes, val / shift classes that no stage teaches, bad
                 imbalance ratios or a stage that cannot meet them.
         """
         if not isinstance(stages, (list, tuple)) or not stages:
@@ -190,9 +195,7 @@ class Curriculum:
         pairs = [_as_pair(p, f"stage {i}") for i, p in enumerate(stages)]
         val_p = _as_pair(val, "val")
         shift_p = None if shift is None else _as_pair(shift, "shift")
-        if n_classes is None:
-            ys = [p[1] for p in pairs] + [val_p[1]] + ([] if shift_p is None else [shift_p[1]])
-            n_classes = int(max(int(y.max()) for y in ys)) + 1
+        n_classes = check_classes([p[1] for p in pairs], val_p[1], shift_p, n_classes)
         if layout is None:
             layout = "signal" if pairs[0][0].ndim == 2 else "image"
         meta: dict = {"source": "from_tensors"}

@@ -59,7 +59,11 @@ class LocalTracker(Tracker):
             return
         self.record.update(status="finished" if exit_code == 0 else "failed", exit_code=int(exit_code),
                            finished_at=_now(), summary=plain(self.last))
-        self._write()
+        try:
+            self._write()
+        except OSError:
+            self.path.unlink(missing_ok=True)  # a record left saying "running" would be false
+            raise
 
     def _write(self) -> None:
         atomic_write_json(self.path, self.record)

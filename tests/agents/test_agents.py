@@ -88,6 +88,12 @@ def test_corrupted_or_incompatible_bundle_is_a_clear_error(bundle, tmp_path):
     man = json.loads((bad / "manifest.json").read_text())
     man["observation"]["feature_names"][1] = "something_else"
     (bad / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ConfigError, match="checksum mismatch for manifest.json"):  # an edited manifest
+        load_bundle_controller(bad)
+    from metacurr.agents.bundle import MANIFEST_SUM, manifest_digest
+
+    man[MANIFEST_SUM] = manifest_digest(man)  # a consistent manifest for another observation layout
+    (bad / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(ConfigError, match="observation layout"):
         load_bundle_controller(bad)
     with pytest.raises(ConfigError, match="not found"):

@@ -68,8 +68,8 @@ def test_from_tensors_user_data_in_train(tiny_curriculum):
 
 
 def test_incompatible_custom_layout():
-    cur = metacurr.Curriculum.from_tensors([(torch.randn(10, 4, 3), torch.zeros(10, dtype=torch.long))] * 2,
-                                           val=(torch.randn(10, 4, 3), torch.zeros(10, dtype=torch.long)))
+    y = torch.arange(10) % 2  # two classes: a one-class curriculum is refused by from_tensors itself
+    cur = metacurr.Curriculum.from_tensors([(torch.randn(10, 4, 3), y)] * 2, val=(torch.randn(10, 4, 3), y))
     cur.layout = "sequence"
     with pytest.raises(metacurr.ConfigError, match="cannot read"):
         metacurr.train(cur, arch="mlp", control_steps=1, inner_steps=1)

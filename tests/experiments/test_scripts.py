@@ -37,7 +37,8 @@ def tiny_agent(folder: Path) -> Path:
 
 def test_every_script_has_a_smoke_test():
     scripts = {p.stem for p in EXPERIMENTS.glob("*.py")}
-    tested = {"main_job", "design_ablation", "train_default_policy", "noise_kinds", "heuristic_terms", "custom_loop"}
+    tested = {"main_job", "design_ablation", "train_default_policy", "noise_kinds", "heuristic_terms", "custom_loop",
+              "rebuild_default_model_zip"}
     assert scripts == tested, f"experiments/ scripts without a smoke test: {sorted(scripts - tested)}"
 
 
@@ -79,11 +80,27 @@ def test_train_default_policy_installs_the_bundle_where_asked(tmp_path, capsys):
     dest.parent.mkdir()
     rc = script("train_default_policy").main(["--config", str(tiny_agent(tmp_path)), "--out", str(tmp_path / "run"),
                                               "--dest", str(dest)])
-    assert rc == 0 and (dest / "manifest.json").is_file() and not (dest / "model.zip").exists()
+    assert rc == 0 and (dest / "manifest.json").is_file() and (dest / "model.zip").is_file()  # plain PPO.load works
     import metacurr
 
     assert metacurr.load_controller(f"policy:{dest}") is not None
     assert f"installed {dest}" in capsys.readouterr().out
+
+
+def test_rebuild_default_model_zip_completes_a_copy_of_the_bundle(tmp_path, capsys):
+    import shutil
+
+    import metacurr
+
+    src = ROOT / "metacurr" / "pretrained" / "default"
+    dest = tmp_path / "default"
+    shutil.copytree(src, dest)
+    (dest / "model.zip").unlink()
+    assert script("rebuild_default_model_zip").main(["--dest", str(dest)]) == 0
+    assert (dest / "model.zip").is_file() and f"wrote {dest}/model.zip" in capsys.readouterr().out
+    for f in ("policy.pt", "normalizer.npz"):  # the inference files stay byte for byte
+        assert (dest / f).read_bytes() == (src / f).read_bytes()
+    assert metacurr.load_controller(f"policy:{dest}") is not None  # the rewritten manifest verifies
 
 
 def test_noise_kinds_prints_its_table(capsys):

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bad_input_rows import extra_cases  # more rows (pytest puts tests/reliability on sys.path)
 
 import metacurr
 from metacurr import Curriculum
@@ -52,8 +53,11 @@ def bundles(tmp_path_factory):
         return d
 
     def rechecksum(d: Path) -> None:  # a tampered file whose manifest was regenerated to match
+        from metacurr.agents.bundle import MANIFEST_SUM, manifest_digest
+
         man = json.loads((d / "manifest.json").read_text())
         man["files"] = {f: hashlib.sha256((d / f).read_bytes()).hexdigest() for f in man["files"]}
+        man[MANIFEST_SUM] = manifest_digest(man)
         (d / "manifest.json").write_text(json.dumps(man))
 
     def garbage_weights(d: Path) -> None:
@@ -64,7 +68,14 @@ def bundles(tmp_path_factory):
         np.savez(d / "normalizer.npz", mean=np.zeros(3))
         rechecksum(d)
 
+    def tampered_manifest(d: Path) -> None:  # the mapping edited, file checksums intact
+        man = json.loads((d / "manifest.json").read_text())
+        man["mapping"]["smoothing"] = 0.0
+        (d / "manifest.json").write_text(json.dumps(man))
+
     return {
+        "tampered-manifest": variant("tampered", tampered_manifest),
+        "no-model-zip": variant("nozip", lambda d: (d / "model.zip").unlink()),
         "good": good,
         "truncated-manifest": variant("truncated", lambda d: (d / "manifest.json").write_text(
             (d / "manifest.json").read_text()[:200])),
@@ -86,6 +97,12 @@ class Ctx:
         p = self.tmp / "inputs" / name
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
+        return str(p)
+
+    def bytes_file(self, name: str, data: bytes) -> str:
+        p = self.tmp / "inputs" / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
         return str(p)
 
     def bundle(self, which: str = "good") -> str:
@@ -401,6 +418,8 @@ CASES = [
     api("make_plan/seed-below-10000", lambda c: _plan_with_seeds([5]), "evaluation seeds must be >= 10000"),
 ]
 
+CASES += extra_cases(cli, api, sys.modules[__name__])
+
 
 def _plan_with_seeds(seeds):
     from metacurr.evaluation.plan import make_plan
@@ -439,7 +458,7 @@ def _check_message(err: str, case: Case) -> None:
 
 
 def test_case_count():
-    assert len(CASES) >= 35
+    assert len(CASES) == 200  # the table's rows (bad_input_rows.py holds 61 of them)
     assert len({c.id for c in CASES}) == len(CASES)
     commands = {c.id.split("/")[0] for c in CASES if c.kind == "cli"}
     assert {"train", "train-agent", "evaluate", "sweep", "agent", "sweep-run", "list"} <= commands

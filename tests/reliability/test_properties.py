@@ -1,12 +1,14 @@
-"""Property tests: random small curricula train without error; any float action is sanitised."""
+"""Property tests: random small curricula train without error; any in-range action is sanitised, any other refused."""
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import metacurr
 from metacurr.envs.rebalance import RebalanceEnv
+from metacurr.errors import ConfigError
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -31,11 +33,19 @@ def test_random_small_curricula_train(n_stages, n, d, classes, seed, arch, contr
 
 @settings(max_examples=25, deadline=None)
 @given(action=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=3, max_size=3))
-def test_env_sanitises_any_float_action(action):
+def test_env_takes_any_in_range_action_and_refuses_the_rest(action):
+    """In [-1, 1]: valid weights and finite numbers. NaN, inf or out of range: one-line ConfigError, state intact."""
     env = _ENV
     if env.run is None or env.run.done:
         env.reset(seed=0)
-    obs, r, term, trunc, info = env.step(np.array(action, dtype=np.float32))
+    a = np.array(action, dtype=np.float32)
+    if not (np.all(np.isfinite(a)) and np.all(np.abs(a) <= 1.0 + 1e-6)):  # the env allows float rounding
+        t = env.run.t
+        with pytest.raises(ConfigError, match=r"outside \[-1.0, 1.0\]"):
+            env.step(a)
+        assert env.run.t == t  # refused before the inner run moved
+        return
+    obs, r, term, trunc, info = env.step(a)
     assert np.all(np.isfinite(obs)) and np.isfinite(r)
     w = info["weights"][:3]
     assert np.all(w > 0) and np.isclose(w.sum(), 1.0, atol=1e-6)

@@ -286,12 +286,11 @@ def test_sweep_run_is_one_trial_with_wandb_style_parameters(tmp_path, capsys):
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["status"] == "finished" and 0 <= last["metric"] <= 1
     assert yaml.safe_load((run_dir / "trial-config.yaml").read_text())["controller_kwargs"] == {"pace": 0.5}
-    # a failing target is a failed trial (exit 1), recorded, not a crash
+    # an override that makes the config invalid is a usage error: exit 2, one line, no trial folder
     rc = main(["sweep-run", "train", "controller_kwargs.pace=9", "--config", str(base), "--out", str(tmp_path / "bad"),
                "--wandb", "disabled"])
-    assert rc == 1
-    trial = json.loads((tmp_path / "bad" / "trial.json").read_text())
-    assert trial["status"] == "failed" and "pace" in (trial["error"] or "")
+    assert rc == 2 and not (tmp_path / "bad").exists()
+    assert "pace must be in (0, 1], got 9" in capsys.readouterr().err
 
 
 # --- online paths, with W&B's API faked (no network in tests) ----------------------------------------
