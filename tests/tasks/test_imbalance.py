@@ -198,7 +198,8 @@ def test_from_tensors_imbalance_bad_input():
     val = (torch.randn(6, 4), torch.arange(6) % 3)
     with pytest.raises(ConfigError, match="stage 2: imbalance ratio 50 leaves a class with no example"):
         Curriculum.from_tensors(stages, val, imbalance=[1, 1, 50])
-    missing = [(x[y != 1], y[y != 1]) for x, y in stages]
+    # class 1 is taught (stages 0 and 2) but stage 1, asked to be imbalanced, has none of it
+    missing = [(x[y != 1], y[y != 1]) if i == 1 else (x, y) for i, (x, y) in enumerate(stages)]
     with pytest.raises(ConfigError, match="stage 1: class 1 has no example"):
         Curriculum.from_tensors(missing, val, imbalance=[1, 2, 1], n_classes=3)
     with pytest.raises(ConfigError, match="seed must be a non-negative integer"):
