@@ -4,8 +4,9 @@ The pipeline is plan -> execute -> collect -> report:
 
 1. `metacurr.evaluation.plan.make_plan` validates the request and resolves every cell (writes nothing);
 2. `metacurr.evaluation.execute.execute` runs the cells through a backend
-   (`metacurr.evaluation.executors`: in this process, a process pool, or any other
-   ``concurrent.futures.Executor``) into ``out/runs/``, resuming finished cells;
+   (`metacurr.evaluation.executors`: in this process, a process pool, Ray
+   (`metacurr.evaluation.ray_backend`) or any other ``concurrent.futures.Executor``) into ``out/runs/``,
+   resuming finished cells;
 3. `metacurr.evaluation.collect.collect` reads the stored runs into one table;
 4. `metacurr.evaluation.report.write_report` writes ``results.csv``, ``stats.json``, ``report.md`` and
    ``plots/``.
@@ -25,6 +26,7 @@ from metacurr.evaluation.collect import collect, incremental_rounds
 from metacurr.evaluation.execute import execute
 from metacurr.evaluation.executors import Backend
 from metacurr.evaluation.plan import EvalPlan, Progress, make_plan
+from metacurr.evaluation.ray_backend import resolve_backend
 from metacurr.evaluation.report import write_report
 from metacurr.evaluation.specs import DEFAULT_CONTROLLERS, ControllerSpec, load_ablations, parse_controllers
 from metacurr.evaluation.task_sets import parse_tasks
@@ -101,7 +103,8 @@ def evaluate(
     search_seeds: int = 1,
     device: str = "cpu",
     progress: Progress | None = None,
-    backend: Backend | None = None,
+    backend: str | Backend | None = None,
+    address: str | None = None,
 ) -> EvaluationResult:
     """Compare controllers on held-out tasks x evaluation seeds; write the report into ``out``.
 
@@ -116,21 +119,26 @@ def evaluate(
         out: output folder (``results.csv``, ``report.md``, ``stats.json``, ``plots/``, ``runs/``).
         seeds: evaluation seeds per task (default the ablations file's ``seeds``, else `DEFAULT_EVAL_SEEDS`).
         seed_offset: the first evaluation seed is 10000 + offset.
-        workers: worker processes (1 = in this process).
+        workers: worker processes of the process pool (1 = in this process); not used by ``backend="ray"``.
         control_steps, inner_steps: budget overrides (None = TaskSpec defaults).
         ablations: an ablations YAML of named variants.
         incremental: run the incremental-retraining protocol (churn and forgetting between rounds).
         search_seeds: training seeds of the best-static grid search.
         device: torch device of the inner runs.
         progress: called after each job as ``progress(event, done, total, what)``.
-        backend: where the cells run (`metacurr.evaluation.executors`; default: this process or a pool).
+        backend: where the cells run: None / ``"pool"`` (this process or a process pool, per ``workers``),
+            ``"ray"`` (one Ray task per cell: `metacurr.evaluation.ray_backend`) or a custom backend
+            (`metacurr.evaluation.executors`). Same cells, same numbers on every backend.
+        address: with ``backend="ray"``, a running Ray cluster to join (default: start a local instance
+            sized to this machine).
 
     Returns:
         An `EvaluationResult`.
 
     Raises:
-        ConfigError: invalid input, before anything is written.
+        ConfigError: invalid input, before anything is written; ``backend="ray"`` without Ray installed.
     """
+    backend = resolve_backend(backend, address)
     specs, defaults = resolve_specs(controllers, ablations)
     task_set, task_list = parse_tasks(tasks or str(defaults.get("tasks", "default")))
     seed_list = eval_seeds(seeds or defaults.get("seeds", DEFAULT_EVAL_SEEDS), seed_offset)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from metacurr.errors import ConfigError
 from metacurr.sweeps.check import check_sweep
-from metacurr.sweeps.local import LocalSweepReport, run_local_sweep
+from metacurr.sweeps.local import LocalSweepReport, check_backend, run_local_sweep
 from metacurr.sweeps.spec import SweepSpec, load_sweep
 from metacurr.sweeps.trial import TrialResult
 
@@ -29,27 +29,34 @@ def sweep(
     source: str | None = None,
     on_start: Callable[[str, int, int, list[str]], None] | None = None,
     on_result: Callable[[TrialResult], None] | None = None,
+    backend: str = "pool",
+    address: str | None = None,
 ) -> LocalSweepReport:
     """Run a sweep's trials (grid / random; bayes runs as random search) here, ``workers`` at a time.
 
     Args:
         spec: a W&B sweep YAML path (see ``experiments/sweeps/``) or a loaded `SweepSpec`.
         out: the sweep folder (default ``runs/sweeps/<sweep name>``); rerun with it to resume.
-        workers: worker processes, one torch thread each.
+        workers: worker processes of the process pool, one torch thread each (not used by ``backend="ray"``).
         count: at most this many trials (random: the number of draws; default the file's ``run_cap``).
         seed: seed of the random draws (same seed -> same trials).
         source: the sweep file's path recorded in ``sweep.json`` (default: ``spec`` when it is a path).
         on_start: called once the plan is known: (method used, number of trials, number already
             finished, notices).
         on_result: called with each trial as it finishes (and each resumed one).
+        backend: ``"pool"`` (this machine, ``workers`` processes) or ``"ray"`` (one Ray task per trial:
+            `metacurr.sweeps.local`).
+        address: with ``backend="ray"``, a running Ray cluster to join (default: a local Ray instance).
 
     Returns:
         A `LocalSweepReport` (trials best first; ``out/results.csv`` holds the same table); its
         ``notices`` include those of the up-front check.
 
     Raises:
-        ConfigError: a bad sweep file or trial config (checked before any trial runs), or ``out`` is a file.
+        ConfigError: a bad sweep file or trial config (checked before any trial runs), ``out`` is a file,
+            an unknown backend or Ray not installed.
     """
+    check_backend(backend, address)
     if not isinstance(spec, SweepSpec):
         source = source or str(spec)
         spec = load_sweep(spec)
@@ -65,6 +72,6 @@ def sweep(
             on_start(method, n, resumed, notices + plan_notices)
 
     report = run_local_sweep(spec, out, workers=workers, count=count, seed=seed, source=source,
-                             on_start=started, on_result=on_result)
+                             on_start=started, on_result=on_result, backend=backend, address=address)
     report.notices = notices + report.notices
     return report
