@@ -1,8 +1,7 @@
 """``metacurr sweep`` / ``agent`` / ``sweep-run``: W&B sweep files, run locally or by W&B agents.
 
 * ``metacurr sweep FILE.yaml --local [--workers N | --backend ray [--address ADDR]] [--count K] [--out DIR]``:
-  grid / random sweep on this
-  machine, offline, resumable; ``bayes`` runs as random search there (a notice says so).
+  grid / random sweep on this machine (or a Ray cluster), offline, resumable; ``bayes`` runs as random search there (a notice says so).
 * ``metacurr sweep FILE.yaml``: register the sweep with W&B and print the ``wandb agent`` command.
 * ``metacurr agent ENTITY/PROJECT/SWEEP_ID [--count N]``: run a W&B agent in this process.
 * ``metacurr sweep-run TARGET PARAMS [--config BASE]``: one trial; what a sweep file's ``command`` runs

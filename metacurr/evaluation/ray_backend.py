@@ -22,7 +22,8 @@ What travels where, and why:
   directory (a relative PATH means the driver's). ``policy:default`` ships with the package.
 
 Every node runs metacurr from its own Python environment: the cluster's nodes need the same metacurr and
-torch installed (Ray does not ship the package).
+torch installed (Ray does not ship the package). The driver's ``METACURR_*`` and ``WANDB_*`` environment
+variables are set in the workers, as pool workers inherit them.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ RAY_MISSING = 'the Ray backend needs Ray: pip install "metacurr[ray]"'
 BACKENDS = ("pool", "ray")
 #: Node-local cache of unpacked policy bundles, one folder per bundle digest.
 BUNDLE_CACHE = Path(tempfile.gettempdir()) / "metacurr-ray-bundles"
+
+#: Environment variables (by prefix) the workers get from the driver.
+FORWARDED_ENV = ("METACURR_", "WANDB_")
 
 _POLICY = "policy:"
 _ready: set[str] = set()  # worker setups already run in this worker process
@@ -159,7 +163,9 @@ class RayExecutor(cf.Executor):
 
     def __init__(self, ray, max_retries: int = 1, setup: Callable[[], None] | None = None):
         self._ray = ray
-        self._task = ray.remote(num_cpus=1, max_retries=max_retries)(run_job)
+        env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
+        opts = {"runtime_env": {"env_vars": env}} if env else {}
+        self._task = ray.remote(num_cpus=1, max_retries=max_retries, **opts)(run_job)
         self._setup = setup
         self._bundles: dict[str, tuple[str, Any]] = {}
         self._pending: set = set()
