@@ -74,14 +74,19 @@ def test_pool_and_ray_give_the_same_results_and_stats(tmp_path, ray_local):
 def test_a_killed_worker_is_retried(tmp_path, ray_local):
     from metacurr.evaluation.ray_backend import ray_backend
 
-    def die_first_time(marker: str) -> str:  # a local function: it travels to the worker by value
-        if not Path(marker).exists():
-            Path(marker).write_text("killed once")
+    def die_first_time(log: str) -> int:  # a local function: it travels to the worker by value
+        with open(log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        attempts = Path(log).read_text().split()
+        if len(attempts) == 1:
             os.kill(os.getpid(), signal.SIGKILL)
-        return "second attempt"
+        return len(attempts)
 
+    log = tmp_path / "attempts"
     with ray_backend(max_retries=1)(1) as ex:
-        assert ex.submit(die_first_time, str(tmp_path / "marker")).result(timeout=90) == "second attempt"
+        assert ex.submit(die_first_time, str(log)).result(timeout=90) == 2
+    first, second = log.read_text().split()
+    assert first != second  # the retry ran in a new worker process
 
 
 @pytest.mark.timeout(150)
