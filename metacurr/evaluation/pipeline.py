@@ -138,6 +138,7 @@ def evaluate(
     Raises:
         ConfigError: invalid input, before anything is written; ``backend="ray"`` without Ray installed.
     """
+    where = ("on Ray" + (f" at {address}" if address else ", a local instance")) if backend == "ray" else None
     backend = resolve_backend(backend, address)
     specs, defaults = resolve_specs(controllers, ablations)
     task_set, task_list = parse_tasks(tasks or str(defaults.get("tasks", "default")))
@@ -152,7 +153,7 @@ def evaluate(
     res = execute(plan, out, progress, backend)
     df = collect(plan, out)
     rounds = incremental_rounds(plan, out) if plan.mode == "incremental" else None
-    stats = write_report(out, plan, df, res["searches"], time.perf_counter() - t0, rounds)
+    stats = write_report(out, plan, df, res["searches"], time.perf_counter() - t0, rounds, where)
     paths = {"results": out / "results.csv", "report": out / "report.md", "stats": out / "stats.json",
              "plots": out / "plots"}
     if rounds is not None and len(rounds):
