@@ -138,7 +138,7 @@ def evaluate(
     Raises:
         ConfigError: invalid input, before anything is written; ``backend="ray"`` without Ray installed.
     """
-    where = ("on Ray" + (f" at {address}" if address else ", a local instance")) if backend == "ray" else None
+    where = ("on Ray" + (f" at {address}" if address else "")) if backend == "ray" else None
     backend = resolve_backend(backend, address)
     specs, defaults = resolve_specs(controllers, ablations)
     task_set, task_list = parse_tasks(tasks or str(defaults.get("tasks", "default")))
