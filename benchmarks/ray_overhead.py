@@ -1,6 +1,7 @@
 """Wall time of one evaluation on the process pool and on a local Ray instance, side by side.
 
     python benchmarks/ray_overhead.py [--seeds 8] [--reps 2] [--json FILE]
+    python benchmarks/ray_overhead.py --startup     # Ray's start-up and a fresh worker's first imports
 
 Runs the same ``metacurr evaluate`` command end to end in a fresh process, alternating
 ``--workers N`` (process pool; N = this machine's CPUs) and ``--backend ray`` (a local Ray instance sized
@@ -44,6 +45,31 @@ def run(args: list[str], out: Path, env: dict) -> tuple[float, float]:
     return wall, float(m.group(1)) if m else float("nan")
 
 
+def _imports() -> float:
+    t0 = time.perf_counter()
+    import metacurr.evaluation.execute  # noqa: F401 - what a cell's worker imports first
+    import metacurr.tasks.mnist1d  # noqa: F401
+
+    return time.perf_counter() - t0
+
+
+def startup(cpus: int) -> None:
+    """Where Ray's fixed cost goes: starting the instance, then each fresh worker's first imports."""
+    t0 = time.perf_counter()
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    init = time.perf_counter() - t0
+    task = ray.remote(num_cpus=1)(_imports)
+    t0 = time.perf_counter()
+    first = ray.get([task.remote() for _ in range(cpus)])
+    first_wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ray.get([task.remote() for _ in range(cpus)])
+    again = time.perf_counter() - t0
+    ray.shutdown()
+    print(f"ray.init {init:.1f} s; first {cpus} tasks {first_wall:.1f} s (imports in the workers "
+          f"{', '.join(f'{v:.1f}' for v in first)} s); next {cpus} tasks {again:.2f} s")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--controllers", default="uniform,heuristic,dwa")
@@ -51,8 +77,12 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--startup", action="store_true", help="only time Ray's start-up and first worker imports")
     args = ap.parse_args()
     cpus = os.cpu_count() or 1
+    if args.startup:
+        startup(cpus)
+        return 0
     base = ["evaluate", "--controllers", args.controllers, "--tasks", args.tasks, "--seeds", str(args.seeds)]
     rows: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
