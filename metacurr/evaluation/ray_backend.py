@@ -220,7 +220,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
     except ConnectionError as e:
-        raise ConfigError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0][:200]}") from None
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {str(e).splitlines()[0][:200]} (a cluster "
+                          "with token authentication also needs RAY_AUTH_MODE=token and its token here)") from None
     try:
         yield ray
     finally:
