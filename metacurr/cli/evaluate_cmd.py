@@ -4,6 +4,7 @@ Writes DIR/results.csv (one row per run), DIR/report.md (verdict with CIs, IQM, 
 improvement, paired comparisons), DIR/plots/*.png, DIR/stats.json and the resumable per-run store
 DIR/runs/. ``--ablations FILE`` evaluates the named variants of an ablations YAML;
 ``--incremental`` runs the incremental-retraining protocol (churn and forgetting between rounds).
+``--backend ray [--address ADDR]`` runs each cell as a Ray task, on a local instance or a cluster.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 
 from metacurr.cli.common import add_budget_args, check_out_dir, nonneg_int, positive_int
 from metacurr.cli.tracking_args import add_tracking_args, parse_tags, sync_hint
+from metacurr.errors import ConfigError
 from metacurr.evaluation.specs import DEFAULT_CONTROLLERS
 from metacurr.seeds import DEFAULT_EVAL_SEEDS as DEFAULT_SEEDS
 
@@ -28,7 +30,13 @@ def register(sub) -> None:
     p.add_argument("--seed-offset", type=nonneg_int, default=0,
                    help="first evaluation seed = 10000 + offset (evaluation seeds are always >= 10000)")
     p.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
-    p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1 = in this process)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="process-pool worker processes (default 1 = in this process; --backend pool only)")
+    p.add_argument("--backend", choices=("pool", "ray"), default="pool",
+                   help="where the cells run: pool (this machine, --workers processes) or ray (one Ray task per "
+                        "cell; needs pip install \"metacurr[ray]\"; default pool)")
+    p.add_argument("--address", help="--backend ray: a running Ray cluster to join, e.g. HEAD_IP:6379 "
+                                     "(default: start a local Ray instance sized to this machine)")
     add_budget_args(p)
     p.add_argument("--ablations", help="ablations YAML (named variants; e.g. experiments/ablations.yaml)")
     p.add_argument("--incremental", action="store_true",
@@ -49,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
     from metacurr.evaluation.pipeline import evaluate
     from metacurr.evaluation.report import summary_table
 
+    if args.backend == "ray" and args.workers != 1:
+        raise ConfigError("--workers is the process pool's; with --backend ray every CPU of the Ray instance runs cells")
+    if args.address and args.backend != "ray":
+        raise ConfigError("--address applies to --backend ray")
     out = check_out_dir(args.out)
     bars: list = []  # the bar appears with the first finished job, so a bad input stays one line
 
@@ -65,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
         res = evaluate(args.controllers, args.tasks, out=out, seeds=args.seeds, seed_offset=args.seed_offset,
                        workers=args.workers, control_steps=args.control_steps, inner_steps=args.inner_steps,
                        ablations=args.ablations, incremental=args.incremental, search_seeds=args.search_seeds,
-                       device=args.device, progress=progress, wandb=args.wandb, name=args.name,
-                       group=args.group, tags=parse_tags(args.tags))
+                       device=args.device, progress=progress, backend=args.backend, address=args.address,
+                       wandb=args.wandb, name=args.name, group=args.group, tags=parse_tags(args.tags))
     finally:
         for bar in bars:
             bar.close()

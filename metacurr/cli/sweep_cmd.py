@@ -1,7 +1,7 @@
 """``metacurr sweep`` / ``agent`` / ``sweep-run``: W&B sweep files, run locally or by W&B agents.
 
-* ``metacurr sweep FILE.yaml --local --workers N [--count K] [--out DIR]``: grid / random sweep on this
-  machine, offline, resumable; ``bayes`` runs as random search there (a notice says so).
+* ``metacurr sweep FILE.yaml --local [--workers N | --backend ray [--address ADDR]] [--count K] [--out DIR]``:
+  grid / random sweep on this machine (or a Ray cluster), offline, resumable; ``bayes`` runs as random search there (a notice says so).
 * ``metacurr sweep FILE.yaml``: register the sweep with W&B and print the ``wandb agent`` command.
 * ``metacurr agent ENTITY/PROJECT/SWEEP_ID [--count N]``: run a W&B agent in this process.
 * ``metacurr sweep-run TARGET PARAMS [--config BASE]``: one trial; what a sweep file's ``command`` runs
@@ -32,6 +32,11 @@ def register(sub) -> None:
     p.add_argument("--local", action="store_true", help="run the trials on this machine (grid/random; bayes runs as random)")
     p.add_argument("--workers", type=positive_int, help="local worker processes, one torch thread each (default 1)")
     p.add_argument("--count", type=positive_int, help="local: at most this many trials (random: number of draws; default run_cap)")
+    p.add_argument("--backend", choices=("pool", "ray"),
+                   help="local: where the trials run: pool (--workers processes here) or ray (one Ray task per "
+                        "trial; needs pip install \"metacurr[ray]\"; default pool)")
+    p.add_argument("--address", help="local, --backend ray: a running Ray cluster to join, e.g. HEAD_IP:6379 "
+                                     "(default: a local Ray instance sized to this machine)")
     p.add_argument("--out", help="local: sweep folder (default runs/sweeps/<sweep name>)")
     p.add_argument("--seed", type=nonneg_int, help="local: seed of the random draws (default 0)")
     p.add_argument("--project", help="W&B project (default: the file's project, $WANDB_PROJECT or metacurr)")
@@ -82,7 +87,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     spec = load_sweep(args.file)
     if not args.local:
-        given = [f for f in ("workers", "count", "out", "seed") if getattr(args, f) is not None]
+        given = [f for f in ("workers", "count", "out", "seed", "backend", "address") if getattr(args, f) is not None]
         if given:
             raise ConfigError(f"--{given[0]} applies to --local sweeps (W&B agents take --count: `metacurr agent ID --count N`)")
     else:
@@ -108,8 +113,14 @@ def _run_local(args: argparse.Namespace, spec) -> int:
     from metacurr.sweeps.api import DEFAULT_SWEEP_ROOT, sweep
     from metacurr.sweeps.trial import TrialResult
 
+    backend = args.backend or "pool"
+    if backend == "ray" and args.workers is not None:
+        raise ConfigError("--workers is the process pool's; with --backend ray every CPU of the Ray instance runs trials")
+    if args.address and backend != "ray":
+        raise ConfigError("--address applies to --backend ray")
     out = check_out_dir(args.out if args.out is not None else DEFAULT_SWEEP_ROOT / spec.name)
     workers = args.workers or 1
+    where = "on Ray" if backend == "ray" else f"{workers} worker(s)"
     total = 0
     n_done = 0
 
@@ -119,7 +130,7 @@ def _run_local(args: argparse.Namespace, spec) -> int:
         for notice in notices:
             print(f"note: {notice}", file=sys.stderr)
         print(f"local sweep {spec.name}: {method}, {n} trials of `metacurr {spec.command.target}` "
-              f"({resumed} already finished), {workers} worker(s) -> {out}", file=sys.stderr)
+              f"({resumed} already finished), {where} -> {out}", file=sys.stderr)
 
     def on_result(r: TrialResult) -> None:
         nonlocal n_done
@@ -131,7 +142,8 @@ def _run_local(args: argparse.Namespace, spec) -> int:
         print(f"[{n_done}/{total}] {r.run_id} {what}{m}{wall}{err}", file=sys.stderr)
 
     report = sweep(spec, out=out, workers=workers, count=args.count, seed=args.seed or 0,
-                   source=str(args.file), on_start=on_start, on_result=on_result)
+                   source=str(args.file), on_start=on_start, on_result=on_result, backend=backend,
+                   address=args.address)
     header, rows = results_table(report.results, spec.metric_name, [p.name for p in spec.params], short=True)
     print(_table(header[:-1], [r[:-1] for r in rows]))  # errors are in results.csv and the progress lines
     failed = [r for r in report.results if r.status != "finished"]

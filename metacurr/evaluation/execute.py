@@ -4,8 +4,9 @@ Resume: each finished cell is stored atomically as ``DIR/runs/<cell>.json`` toge
 config; rerunning with the same ``DIR`` skips cells whose stored config matches. The best-static grid
 search (once per task, on training seeds; `metacurr.evaluation.best_static_search`) is cached the same
 way in ``DIR/search/``. A run that raises inside a worker is stored as a diverged row with its ``error``,
-never a crash of the evaluation. Where the jobs run is the backend's choice
-(`metacurr.evaluation.executors`).
+never a crash of the evaluation. A job whose worker process died (killed, out of memory, a lost Ray
+node) is stored the same way with ``"lost": true``; a rerun runs lost cells again. Where the jobs run is
+the backend's choice (`metacurr.evaluation.executors`, `metacurr.evaluation.ray_backend`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def run_cell(payload: dict) -> dict:
         else:
             summary, rows = run_episode(cfg, build_controller(spec))
     except Exception as e:  # a failing controller or task becomes a row, not a crashed evaluation
-        error = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        error = _error_line(e)
         summary = {"diverged": True, "n_stages": cfg.task.n_stages, "per_stage_acc": [], "final_weights": []}
     summary.update({"controller": spec.label, "task": payload["task"], "family": cfg.task.family,
                     "arch": cfg.task.arch, "seed": cfg.task.seed})
@@ -62,12 +63,28 @@ def run_cell(payload: dict) -> dict:
             "mode": payload["mode"], "config": payload["config"], "summary": summary, "rows": rows, "error": error}
 
 
+def _error_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".splitlines()[0][:300]
+
+
+def lost_record(payload: dict, error: BaseException) -> dict:
+    """The record of a cell whose worker died before returning: failed, with the error, run again on resume."""
+    cfg = payload["config"]
+    spec = ControllerSpec.from_dict(payload["spec"])
+    summary = {"diverged": True, "n_stages": cfg["task"]["n_stages"], "per_stage_acc": [], "final_weights": [],
+               "controller": spec.label, "task": payload["task"], "family": cfg["task"]["family"],
+               "arch": cfg["task"]["arch"], "seed": cfg["task"]["seed"]}
+    return {"key": payload["key"], "spec": spec.to_dict(), "task": payload["task"], "seed": cfg["task"]["seed"],
+            "mode": payload["mode"], "config": cfg, "summary": summary, "rows": [],
+            "error": f"worker lost: {_error_line(error)}", "lost": True}
+
+
 def search_job(payload: dict) -> dict:
     """Run one best-static search candidate in a worker; a failure is returned as ``{"error": ...}``."""
     try:
         return score_static(payload)
     except Exception as e:
-        return {"error": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
+        return {"error": _error_line(e)}
 
 
 def read_json(path: Path) -> dict | None:
@@ -125,7 +142,8 @@ def execute(plan: EvalPlan, out: str | Path, progress: Progress | None = None, b
 
     def finished(cell: Cell) -> bool:
         old = read_json(cell_path(out, cell))
-        return old is not None and _same(old.get("config", {}), cell.config) and old.get("mode") == plan.mode
+        return (old is not None and not old.get("lost") and _same(old.get("config", {}), cell.config)
+                and old.get("mode") == plan.mode)
 
     with (backend or local_backend)(plan.workers) as ex:
         futures: dict[cf.Future, tuple] = {}
@@ -152,13 +170,19 @@ def execute(plan: EvalPlan, out: str | Path, progress: Progress | None = None, b
                 job = futures.pop(fut)
                 done += 1
                 if job[0] == "cell":
-                    rec = fut.result()
+                    try:
+                        rec = fut.result()
+                    except Exception as e:  # the worker died: a failed row now, run again on a rerun
+                        rec = lost_record(payload(job[1]), e)
                     atomic_write_json(cell_path(out, job[1]), rec)
                     stats["ran"] += 1
                     progress("cell", done, total, f"{job[1].spec.label} {job[1].task['name']} {job[1].seed}")
                     continue
                 _, sk, i = job
-                pending_search[sk][i] = fut.result()
+                try:
+                    pending_search[sk][i] = fut.result()
+                except Exception as e:  # the worker died: this candidate is ineligible, like a failed run
+                    pending_search[sk][i] = {"error": f"worker lost: {_error_line(e)}"}
                 progress("search", done, total, f"best-static search {plan.searches[sk]['task']}")
                 if all(r is not None for r in pending_search[sk]):
                     res = select(plan.searches[sk]["plan"], pending_search[sk])

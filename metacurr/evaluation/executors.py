@@ -4,8 +4,8 @@
 JSON-serialisable payload) to a `concurrent.futures.Executor` and waits on the futures; which executor
 is the *backend*'s choice. A backend is a callable ``backend(workers) -> context manager yielding an
 Executor``. `local_backend` (the default) runs in this process for ``workers=1`` and in a process pool
-otherwise; another backend (e.g. Ray: ``ObjectRef.future()`` gives concurrent futures) slots in by
-passing ``backend=`` to `metacurr.evaluate` / `execute`.
+otherwise; `metacurr.evaluation.ray_backend.ray_backend` runs each job as a Ray task; any other backend
+slots in by passing ``backend=`` to `metacurr.evaluate` / `execute`.
 
 Pool workers are processes started by a ``forkserver`` (``spawn`` where that is unavailable; never a
 plain fork of this process) with one torch thread each; they never print (their stdout / stderr are

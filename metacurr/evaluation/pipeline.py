@@ -4,8 +4,9 @@ The pipeline is plan -> execute -> collect -> report:
 
 1. `metacurr.evaluation.plan.make_plan` validates the request and resolves every cell (writes nothing);
 2. `metacurr.evaluation.execute.execute` runs the cells through a backend
-   (`metacurr.evaluation.executors`: in this process, a process pool, or any other
-   ``concurrent.futures.Executor``) into ``out/runs/``, resuming finished cells;
+   (`metacurr.evaluation.executors`: in this process, a process pool, Ray
+   (`metacurr.evaluation.ray_backend`) or any other ``concurrent.futures.Executor``) into ``out/runs/``,
+   resuming finished cells;
 3. `metacurr.evaluation.collect.collect` reads the stored runs into one table;
 4. `metacurr.evaluation.report.write_report` writes ``results.csv``, ``stats.json``, ``report.md`` and
    ``plots/``.
@@ -25,6 +26,7 @@ from metacurr.evaluation.collect import collect, incremental_rounds
 from metacurr.evaluation.execute import execute
 from metacurr.evaluation.executors import Backend
 from metacurr.evaluation.plan import EvalPlan, Progress, make_plan
+from metacurr.evaluation.ray_backend import resolve_backend
 from metacurr.evaluation.report import write_report
 from metacurr.evaluation.specs import DEFAULT_CONTROLLERS, ControllerSpec, load_ablations, parse_controllers
 from metacurr.evaluation.task_sets import parse_tasks
@@ -109,7 +111,8 @@ def evaluate(
     search_seeds: int = 1,
     device: str = "cpu",
     progress: Progress | None = None,
-    backend: Backend | None = None,
+    backend: str | Backend | None = None,
+    address: str | None = None,
     wandb: str = "auto",
     name: str | None = None,
     group: str | None = None,
@@ -128,14 +131,18 @@ def evaluate(
         out: output folder (``results.csv``, ``report.md``, ``stats.json``, ``plots/``, ``runs/``).
         seeds: evaluation seeds per task (default the ablations file's ``seeds``, else `DEFAULT_EVAL_SEEDS`).
         seed_offset: the first evaluation seed is 10000 + offset.
-        workers: worker processes (1 = in this process).
+        workers: worker processes of the process pool (1 = in this process); not used by ``backend="ray"``.
         control_steps, inner_steps: budget overrides (None = TaskSpec defaults).
         ablations: an ablations YAML of named variants.
         incremental: run the incremental-retraining protocol (churn and forgetting between rounds).
         search_seeds: training seeds of the best-static grid search.
         device: torch device of the inner runs.
         progress: called after each job as ``progress(event, done, total, what)``.
-        backend: where the cells run (`metacurr.evaluation.executors`; default: this process or a pool).
+        backend: where the cells run: None / ``"pool"`` (this process or a process pool, per ``workers``),
+            ``"ray"`` (one Ray task per cell: `metacurr.evaluation.ray_backend`) or a custom backend
+            (`metacurr.evaluation.executors`). Same cells, same numbers on every backend.
+        address: with ``backend="ray"``, a running Ray cluster to join (default: start a local instance
+            sized to this machine).
         wandb: W&B mode of the evaluation's tracker run (``auto``, ``online``, ``offline``, ``disabled``):
             the results table, the statistics, the plots and the report artifact are logged there
             (`metacurr.evaluation.tracking`); a W&B failure never fails the evaluation.
@@ -146,9 +153,11 @@ def evaluate(
         An `EvaluationResult`.
 
     Raises:
-        ConfigError: invalid input, before anything is written.
+        ConfigError: invalid input, before anything is written; ``backend="ray"`` without Ray installed.
     """
     resolve_mode(wandb)  # a bad mode is a ConfigError before anything is planned or written
+    where = ("on Ray" + (f" at {address}" if address else "")) if backend == "ray" else None
+    backend = resolve_backend(backend, address)
     specs, defaults = resolve_specs(controllers, ablations)
     task_set, task_list = parse_tasks(str(defaults.get("tasks", "default")) if tasks is None else tasks)
     seed_list = eval_seeds(seeds or defaults.get("seeds", DEFAULT_EVAL_SEEDS), seed_offset)
@@ -164,7 +173,7 @@ def evaluate(
             res = execute(plan, out, progress, backend)
             df = collect(plan, out)
             rounds = incremental_rounds(plan, out) if plan.mode == "incremental" else None
-            stats = write_report(out, plan, df, res["searches"], time.perf_counter() - t0, rounds)
+            stats = write_report(out, plan, df, res["searches"], time.perf_counter() - t0, rounds, where)
             paths = {"results": out / "results.csv", "report": out / "report.md", "stats": out / "stats.json",
                      "plots": out / "plots"}
             if rounds is not None and len(rounds):

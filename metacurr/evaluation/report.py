@@ -241,8 +241,11 @@ def _incremental_section(df: pd.DataFrame, ctrls: list[str]) -> list[str]:
 
 
 def write_report(out: str | Path, plan, df: pd.DataFrame, searches: dict, wall_s: float | None = None,
-                 rounds_df: pd.DataFrame | None = None) -> dict:
-    """Write results.csv, stats.json, report.md and plots/ into ``out``; return the statistics."""
+                 rounds_df: pd.DataFrame | None = None, where: str | None = None) -> dict:
+    """Write results.csv, stats.json, report.md and plots/ into ``out``; return the statistics.
+
+    ``where``: where the cells ran, for the report's wall-time line (default: the plan's workers).
+    """
     out = Path(out)
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
     if rounds_df is not None and len(rounds_df):
@@ -278,7 +281,7 @@ def write_report(out: str | Path, plan, df: pd.DataFrame, searches: dict, wall_s
         f"Evaluation seeds: {', '.join(map(str, plan.seeds))} (>= {EVAL_SEED_BASE}; anything tuned or trained used "
         f"seeds <= {TRAIN_SEED_MAX}). Budget: {plan.budget['control_steps']} control steps x "
         f"{plan.budget['inner_steps']} inner steps. Runs: {len(df)}"
-        + (f"; wall time {wall_s:.1f} s with {plan.workers} worker(s)." if wall_s is not None else "."),
+        + (f"; wall time {wall_s:.1f} s {where or f'with {plan.workers} worker(s)'}." if wall_s is not None else "."),
         "",
         "## Verdict",
         "",

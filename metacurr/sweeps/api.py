@@ -12,7 +12,7 @@ from pathlib import Path
 from metacurr.errors import ConfigError
 from metacurr.io import OutputFolder
 from metacurr.sweeps.check import check_sweep
-from metacurr.sweeps.local import LocalSweepReport, run_local_sweep
+from metacurr.sweeps.local import LocalSweepReport, check_backend, run_local_sweep
 from metacurr.sweeps.spec import SweepSpec, load_sweep
 from metacurr.sweeps.trial import TrialResult
 from metacurr.validation import check_out_dir
@@ -31,29 +31,35 @@ def sweep(
     source: str | None = None,
     on_start: Callable[[str, int, int, list[str]], None] | None = None,
     on_result: Callable[[TrialResult], None] | None = None,
+    backend: str = "pool",
+    address: str | None = None,
 ) -> LocalSweepReport:
     """Run a sweep's trials (grid / random; bayes runs as random search) here, ``workers`` at a time.
 
     Args:
         spec: a W&B sweep YAML path (see ``experiments/sweeps/``) or a loaded `SweepSpec`.
         out: the sweep folder (default ``runs/sweeps/<sweep name>``); rerun with it to resume.
-        workers: worker processes, one torch thread each.
+        workers: worker processes of the process pool, one torch thread each (not used by ``backend="ray"``).
         count: at most this many trials (random: the number of draws; default the file's ``run_cap``).
         seed: seed of the random draws (same seed -> same trials).
         source: the sweep file's path recorded in ``sweep.json`` (default: ``spec`` when it is a path).
         on_start: called once the plan is known: (method used, number of trials, number already
             finished, notices).
         on_result: called with each trial as it finishes (and each resumed one).
+        backend: ``"pool"`` (this machine, ``workers`` processes) or ``"ray"`` (one Ray task per trial:
+            `metacurr.sweeps.local`).
+        address: with ``backend="ray"``, a running Ray cluster to join (default: a local Ray instance).
 
     Returns:
         A `LocalSweepReport` (trials best first; ``out/results.csv`` holds the same table); its
         ``notices`` include those of the up-front check.
 
     Raises:
-        ConfigError: a bad sweep file, trial config or ``metric.name`` (checked before any trial runs), or
-            ``out`` is not a writable folder.
+        ConfigError: a bad sweep file, trial config or ``metric.name`` (checked before any trial runs),
+            ``out`` is not a writable folder, an unknown backend or Ray not installed.
         OSError: a failed write (full disk), after removing what this call added (finished trials stay).
     """
+    check_backend(backend, address)
     if not isinstance(spec, SweepSpec):
         source = source or str(spec)
         spec = load_sweep(spec)
@@ -68,6 +74,6 @@ def sweep(
 
     with OutputFolder(out):  # a failed write (full disk) removes what this call added; finished trials stay
         report = run_local_sweep(spec, out, workers=workers, count=count, seed=seed, source=source,
-                                 on_start=started, on_result=on_result)
+                                 on_start=started, on_result=on_result, backend=backend, address=address)
     report.notices = notices + report.notices
     return report

@@ -1,12 +1,19 @@
-"""Local sweeps: the trials of a grid / random sweep file in a process pool on this machine, offline.
+"""Local sweeps: the trials of a grid / random sweep file in a process pool on this machine (or as Ray
+tasks: ``backend="ray"``), offline.
 
 ``DIR/sweep.json`` records which sweep ``DIR`` holds; ``DIR/runs/<run-id>/`` is one trial (run ids come
 from the parameter values); ``DIR/results.csv`` is the table of all trials, best first. A rerun skips
 every trial already finished, so an interrupted sweep continues where it stopped.
+
+On Ray each trial is one task (``num_cpus=1``, one torch thread; `metacurr.evaluation.ray_backend`). A
+trial writes its own folder (its tracking files and log), so the workers write into ``DIR/runs/`` and read
+the base config themselves: on a multi-node cluster ``DIR`` and the base config must be on a file system
+every node mounts at the same path. The driver still writes ``sweep.json`` and ``results.csv``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -16,8 +23,8 @@ import math
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -57,6 +64,10 @@ def _worker_init(owner_pid: int | None = None) -> None:
     # one torch thread per worker: N workers on N cores beat N workers fighting over threads
 
     torch.set_num_threads(1)
+    _trial_env()
+
+
+def _trial_env() -> None:
     os.environ["WANDB_MODE"] = "offline"
     os.environ["WANDB_SILENT"] = "true"
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -64,6 +75,37 @@ def _worker_init(owner_pid: int | None = None) -> None:
 
 def _worker_run(kwargs: dict) -> TrialResult:
     return run_trial(**kwargs)
+
+
+def check_backend(backend: str, address: str | None) -> None:
+    """``pool`` or ``ray`` (installed); an address only with ``ray``."""
+    from metacurr.evaluation.ray_backend import BACKENDS, import_ray
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
+    if backend == "ray":
+        import_ray()
+    elif address:
+        raise ConfigError("address applies to backend='ray' only")
+
+
+@contextlib.contextmanager
+def _executor(backend: str, address: str | None, workers: int) -> Iterator[Executor]:
+    """Spawned worker processes (pool) or Ray tasks; on Ctrl-C or an error, queued trials are dropped."""
+    if backend == "ray":
+        from metacurr.evaluation.ray_backend import RayExecutor, ray_session
+
+        with ray_session(address) as ray:
+            ex = RayExecutor(ray, setup=_trial_env)
+            try:
+                yield ex
+            except BaseException:
+                ex.cancel_all()
+                raise
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                             initargs=(os.getpid(),)) as ex:
+        yield ex
 
 
 def sort_results(results: list[TrialResult], goal: str) -> list[TrialResult]:
@@ -153,6 +195,8 @@ def run_local_sweep(
     source: str | None = None,
     on_start: Callable[[str, int, int, list[str]], None] | None = None,
     on_result: Callable[[TrialResult], None] | None = None,
+    backend: str = "pool",
+    address: str | None = None,
 ) -> LocalSweepReport:
     """Run a sweep's trials on this machine, offline, ``workers`` at a time; resume finished ones.
 
@@ -166,15 +210,20 @@ def run_local_sweep(
         on_start: called once the plan is known, before any trial: (method used, number of trials,
             number already finished, notices).
         on_result: called with each trial as it finishes (and each resumed one), for progress output.
+        backend: ``pool`` (``workers`` spawned processes) or ``ray`` (one Ray task per trial).
+        address: with ``backend="ray"``, a running Ray cluster to join (default: a local instance sized to
+            this machine).
 
     Returns:
         A `LocalSweepReport`; ``out/results.csv`` holds the same table.
 
     Raises:
-        ConfigError: ``out`` holds a different sweep; a random sweep without a count.
+        ConfigError: ``out`` holds a different sweep; a random sweep without a count; an unknown backend
+            or Ray not installed.
     """
     t0 = time.perf_counter()
     out = Path(out)
+    check_backend(backend, address)
     method, points, notices = plan(spec, count, seed)
     for n in notices:
         log.info(n)
@@ -204,11 +253,15 @@ def run_local_sweep(
               "tags": [f"sweep:{spec.name}"], "capture": True}
     try:
         if todo:
-            ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo))), mp_context=ctx,
-                                     initializer=_worker_init, initargs=(os.getpid(),)) as ex:
+            runs = out / "runs"
+            if backend == "ray":  # workers may run elsewhere: no path relative to this process's folder
+                runs = runs.resolve()
+                if spec.command.config is not None:
+                    common["command"] = dataclasses.replace(spec.command,
+                                                            config=str(Path(spec.command.config).resolve()))
+            with _executor(backend, address, max(1, min(workers, len(todo)))) as ex:
                 futures: dict[Future, str] = {
-                    ex.submit(_worker_run, {**common, "params": p, "run_dir": out / "runs" / rid}): rid
+                    ex.submit(_worker_run, {**common, "params": p, "run_dir": runs / rid}): rid
                     for rid, p in todo
                 }
                 pending = set(futures)
