@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from metacurr.errors import ConfigError
 
 #: The one line shown when Ray is missing.
@@ -61,7 +63,7 @@ _ready: set[str] = set()  # worker setups already run in this worker process
 def import_ray():
     """The ``ray`` module, or a `ConfigError` naming the extra that installs it."""
     try:
-        import ray
+        import ray  # optional extra: imported only when the Ray backend is asked for
     except ImportError:
         raise ConfigError(RAY_MISSING) from None
     return ray
@@ -72,8 +74,6 @@ def _setup_worker(setup: Callable[[], None] | None) -> None:
     key = "" if setup is None else f"{setup.__module__}.{setup.__qualname__}"
     if key in _ready:
         return
-    import torch
-
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     if setup is not None:
@@ -85,7 +85,7 @@ def _unpack(digest: str, ref) -> str:
     """The local folder of a shipped bundle (unpacked on first use on this node)."""
     dest = BUNDLE_CACHE / digest
     if not dest.is_dir():
-        import ray
+        import ray  # optional extra: imported only when the Ray backend is asked for
 
         BUNDLE_CACHE.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{digest}.", dir=BUNDLE_CACHE))

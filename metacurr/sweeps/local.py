@@ -31,6 +31,7 @@ import torch
 
 from metacurr.errors import ConfigError
 from metacurr.evaluation.orphans import watch_parent
+from metacurr.evaluation.ray_backend import BACKENDS, RayExecutor, import_ray, ray_session
 from metacurr.io import atomic_write_json, atomic_write_text
 from metacurr.sweeps.sampling import plan
 from metacurr.sweeps.spec import SweepSpec
@@ -79,7 +80,6 @@ def _worker_run(kwargs: dict) -> TrialResult:
 
 def check_backend(backend: str, address: str | None) -> None:
     """``pool`` or ``ray`` (installed); an address only with ``ray``."""
-    from metacurr.evaluation.ray_backend import BACKENDS, import_ray
 
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; valid choices: {', '.join(BACKENDS)}")
@@ -93,7 +93,6 @@ def check_backend(backend: str, address: str | None) -> None:
 def _executor(backend: str, address: str | None, workers: int) -> Iterator[Executor]:
     """Spawned worker processes (pool) or Ray tasks; on Ctrl-C or an error, queued trials are dropped."""
     if backend == "ray":
-        from metacurr.evaluation.ray_backend import RayExecutor, ray_session
 
         with ray_session(address) as ray:
             ex = RayExecutor(ray, setup=_trial_env)
