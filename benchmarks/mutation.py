@@ -88,8 +88,8 @@ TARGETS: tuple[Target, ...] = (
     )),
     Target("bundle", "agents/bundle.py", (
         "tests/agents/test_bundle_trust.py",
-        "tests/reliability/test_atomic_writes.py",
-        "tests/agents/test_agents.py",
+        "tests/reliability/test_atomic_writes.py::test_bundle_swap_failure_restores_previous_bundle",
+        "tests/reliability/test_atomic_writes.py::test_bundle_lost_mid_swap_is_named_in_the_error",
     )),
     Target("env-step-reward", "envs/rebalance.py", (
         "tests/envs/test_env_contract.py",

@@ -101,3 +101,29 @@ def test_save_and_load_round_trip(tmp_path):
     # saving again replaces the bundle in place and leaves nothing aside
     save_bundle(out, policy_state={"w": torch.ones(1)}, obs_mean=mean, obs_var=var, clip_obs=5.0, epsilon=1e-8, manifest={})
     assert set(load_bundle(out)[1]) == {"w"} and sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+def _edit_manifest(bundle: Path, fn) -> None:
+    man = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps(fn(man)))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda b: shutil.rmtree(b), "policy bundle not found: .* \\(expected a folder with manifest.json\\)$"),
+    (lambda b: (b / "manifest.json").unlink(), "policy bundle not found"),
+    (lambda b: (b / "manifest.json").write_text("{not json"), "manifest.json is not valid JSON"),
+    (lambda b: (b / "manifest.json").write_bytes(b"\xff\xfe\x00"), r"cannot read manifest.json \(UnicodeDecodeError\)"),
+    (lambda b: (b / "manifest.json").write_text("[1, 2]"), "manifest.json is not a bundle manifest"),
+    (lambda b: _edit_manifest(b, lambda m: {**m, "files": ["policy.pt"]}), "is not a bundle manifest"),
+    (lambda b: _edit_manifest(b, lambda m: {**m, "format_version": 2}), "format_version 2, this metacurr reads 1"),
+    (lambda b: (b / "policy.pt").unlink(), "missing policy.pt"),
+    (lambda b: _edit_manifest(b, lambda m: {**m, "files": {"policy.pt": m["files"]["policy.pt"]}}), "missing normalizer.npz"),
+    (lambda b: (b / "normalizer.npz").write_bytes(b"x"), "checksum mismatch for normalizer.npz"),
+])
+def test_a_damaged_bundle_is_one_config_error(tmp_path, damage, message):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), bundle)
+    assert read_manifest(bundle)["format_version"] == 1
+    damage(bundle)
+    with pytest.raises(ConfigError, match=message):
+        load_bundle(bundle)

@@ -117,3 +117,46 @@ def test_env_weights_follow_the_formula_in_both_forms(mapping):
             np.testing.assert_allclose(info["weights"][:3], expect[0], atol=1e-6)
     finally:
         batched.close()
+
+
+def test_defaults_and_serialisation():
+    assert WeightMapping().to_dict() == {"eta": 1.0, "smoothing": 0.5, "max_step": 0.15, "floor": 0.02, "mode": "relative"}
+    m = WeightMapping(eta=2.0, mode="absolute")
+    assert WeightMapping(**m.to_dict()) == m
+
+
+@pytest.mark.parametrize("kw", [
+    {"eta": 1e-9}, {"smoothing": 1.0}, {"smoothing": 1e-9}, {"max_step": 1e-9}, {"floor": 0.0}, {"floor": 0.99},
+    {"eta": 3}, {"mode": "absolute"},
+])
+def test_valid_parameters_at_their_edges(kw):
+    assert WeightMapping(**kw).to_dict()[next(iter(kw))] == next(iter(kw.values()))
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"eta": 0.0}, "invalid weight mapping"),
+    ({"eta": -1.0}, "invalid weight mapping"),
+    ({"smoothing": 0.0}, "invalid weight mapping"),
+    ({"smoothing": 1.0 + 1e-9}, "invalid weight mapping"),
+    ({"max_step": 0.0}, "invalid weight mapping"),
+    ({"floor": 1.0}, "invalid weight mapping"),
+    ({"floor": -0.01}, "invalid weight mapping"),
+    ({"eta": float("nan")}, "weight mapping eta must be a finite number, got nan"),
+    ({"max_step": float("inf")}, "weight mapping max_step must be a finite number"),
+    ({"smoothing": True}, "weight mapping smoothing must be a finite number, got True"),
+    ({"floor": "0.1"}, "weight mapping floor must be a finite number"),
+    ({"mode": "both"}, "unknown weight mapping mode 'both'; valid choices: relative, absolute"),
+    ({"temperature": 1.0}, "unknown weight mapping key 'temperature'; valid choices: eta, smoothing, max_step, floor, mode"),
+])
+def test_invalid_parameters_are_a_config_error(kw, message):
+    from metacurr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        WeightMapping(**kw)
+
+
+def test_too_short_an_action_is_a_config_error():
+    from metacurr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="action has 2 entries for 3 stages"):
+        WeightMapping().apply(U3, [0.0, 0.0])
