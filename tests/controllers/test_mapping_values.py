@@ -160,3 +160,11 @@ def test_too_short_an_action_is_a_config_error():
 
     with pytest.raises(ConfigError, match="action has 2 entries for 3 stages"):
         WeightMapping().apply(U3, [0.0, 0.0])
+
+
+def test_absolute_mode_is_safe_from_overflow_at_large_eta():
+    # softmax(eta a) is computed as exp(eta (a - max a)): no overflow however large eta is
+    m = WeightMapping(eta=800.0, smoothing=0.5, max_step=1.0, floor=0.02, mode="absolute")
+    w = m.apply(U3, np.array([1.0, -1.0, 0.0]))
+    floored = 0.02 + (1 - 3 * 0.02) * np.array([1.0, 0.0, 0.0])
+    np.testing.assert_allclose(w, U3 + 0.5 * (floored - U3), atol=1e-12)
