@@ -89,8 +89,10 @@ MAPPINGS = [
     {"smoothing": 0.5, "max_step": 1.0, "floor": 0.0},
     {"smoothing": 0.3, "max_step": 0.05, "floor": 0.1, "eta": 2.0},
     {"smoothing": 0.5, "max_step": 1.0, "floor": 0.02, "mode": "absolute"},
+    {"smoothing": 1.0, "max_step": 1.0, "floor": 0.4},  # the floor is capped at half of uniform (1/6)
 ]
-ACTIONS = [np.array([[1.0, -0.5, 0.0], [0.0, 0.0, 0.0]]), np.array([[1.0, -1.0, 1.0], [-1.0, 0.7, np.nan]])]
+ACTIONS = [np.array([[1.0, -0.5, 0.0], [0.0, 0.0, 0.0]]), np.array([[1.0, -1.0, 1.0], [-1.0, 0.7, np.nan]]),
+           np.array([[-np.inf, 3.0, 0.0], [np.inf, -5.0, 0.2]])]
 
 
 @pytest.mark.parametrize("mapping", MAPPINGS)
@@ -108,7 +110,7 @@ def test_env_weights_follow_the_formula_in_both_forms(mapping):
     expect = np.tile(U3, (2, 1))
     try:
         for acts in ACTIONS:
-            clean = np.nan_to_num(acts, nan=0.0)
+            clean = np.clip(np.nan_to_num(acts, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
             expect = np.stack([by_hand(expect[i], clean[i], **kw) for i in range(2)])
             _, _, _, infos = batched.step(acts.astype(np.float32))
             got = np.stack([info["weights"][:3] for info in infos])
@@ -168,3 +170,18 @@ def test_absolute_mode_is_safe_from_overflow_at_large_eta():
     w = m.apply(U3, np.array([1.0, -1.0, 0.0]))
     floored = 0.02 + (1 - 3 * 0.02) * np.array([1.0, 0.0, 0.0])
     np.testing.assert_allclose(w, U3 + 0.5 * (floored - U3), atol=1e-12)
+
+
+def test_degenerate_previous_weights_in_both_forms():
+    """Non-finite, negative or all-zero previous weights are cleaned (negative / non-finite -> 0, then
+    uniform if nothing is left) the same way by the single and the batched form."""
+    from metacurr.envs.batched import map_weights
+
+    m = WeightMapping(smoothing=1.0, max_step=1.0, floor=0.0)
+    prev = np.array([[np.nan, 1.0, 1.0], [0.0, 0.0, 0.0], [np.inf, 1.0, 3.0], [-1.0, 2.0, 2.0], [-np.inf, 0.0, 0.0]])
+    a = np.array([0.5, 0.0, -0.5])
+    expect = np.stack([by_hand(p, a, beta=1.0, max_step=1.0, floor=0.0) for p in
+                       ([0, 1, 1], U3, [0, 1, 3], [0, 1, 1], U3)])
+    single = np.stack([m.apply(p, a) for p in prev])
+    np.testing.assert_allclose(single, expect, atol=1e-12)
+    np.testing.assert_array_equal(map_weights(m, prev, np.tile(a, (len(prev), 1))), single)
