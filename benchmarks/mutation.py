@@ -413,7 +413,8 @@ def _env(hook: Path, module: str = "", code_file: str = "") -> dict:
             "WANDB_MODE": "disabled", "WANDB_SILENT": "true", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
 
 
-def run_target(target: Target, tests_root: Path, hook: Path, jobs: int, work: Path, sample: int = 1, log=print) -> dict:
+def run_target(target: Target, tests_root: Path, hook: Path, jobs: int, work: Path, sample: int = 1,
+               indices: set[int] | None = None, log=print) -> dict:
     args = _pytest_args(target, tests_root)
     t0 = time.monotonic()
     pid = _start(args, _env(hook), tests_root, work / f"{target.name}-baseline.log")
@@ -424,7 +425,7 @@ def run_target(target: Target, tests_root: Path, hook: Path, jobs: int, work: Pa
     limit = 3 * base + 30
     log(f"# {target.name}: {target.module} ({target.path}{', ' + ', '.join(target.scope) if target.scope else ''}); "
         f"tests {' '.join(a for a in args if a.startswith('tests/'))}; baseline {base:.1f} s, limit {limit:.0f} s")
-    todo = mutants(target)[::sample]
+    todo = [m for m in mutants(target)[::sample] if indices is None or m.index in indices]
     results: dict[int, str] = {}
     running: dict[int, tuple[Mutant, float]] = {}
     queue = list(todo)
@@ -480,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-j", "--jobs", type=int, default=1, help="mutants run at once (default 1)")
     p.add_argument("--tests-root", type=Path, default=REPO, help="folder holding the tests/ to run (default: this repo)")
     p.add_argument("--sample", type=int, default=1, help="run every K-th mutant only (a quick estimate; default 1 = all)")
+    p.add_argument("--index", default="", help="comma-separated mutant numbers (as --list counts them) to run only those")
     p.add_argument("--json", type=Path, help="write the results here")
     a = p.parse_args(argv)
     names = [n for n in a.only.split(",") if n]
@@ -490,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.list:
         for t in targets:
             for m in mutants(t):
-                print(m.describe())
+                print(f"#{m.index} {m.describe()}")
         return 0
     for mod in PRELOAD:
         __import__(mod)
@@ -501,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; every {a.sample}th mutant" if a.sample > 1 else "") + f"; logs in {hook}")
     report = []
     for t in targets:
-        report.append(run_target(t, a.tests_root.resolve(), hook, a.jobs, hook, a.sample, log=lambda s: print(s, flush=True)))
+        indices = {int(i) for i in a.index.split(",") if i} or None
+        report.append(run_target(t, a.tests_root.resolve(), hook, a.jobs, hook, a.sample, indices, log=lambda s: print(s, flush=True)))
     print("\n| module | mutants | killed | kill rate | judged equivalent | kill rate of the rest |")
     print("|---|---|---|---|---|---|")
     for r in report:

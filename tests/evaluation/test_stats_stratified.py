@@ -8,6 +8,8 @@ task keeps the task mix fixed, so the CI of the overall mean reflects only the w
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,6 +102,10 @@ def test_bootstrap_options_and_degenerate_inputs():
     narrow = mean_ci(g, confidence=0.5)
     assert a[2] - a[1] > narrow[2] - narrow[1] > 0
     assert mean_ci(g, n_resamples=50) != mean_ci(g)
+    assert mean_ci(g) == mean_ci(g, seed=0, n_resamples=2000, confidence=0.95)  # the documented defaults
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's degenerate-data warnings are expected and silenced
+        assert mean_ci([[0.7, 0.7, 0.7], [0.2, 0.2]]) == pytest.approx((0.5, 0.5, 0.5))
     assert all(np.isnan(v) for v in mean_ci([]))
     assert all(np.isnan(v) for v in mean_ci([[1.0, 2.0], []]))
     p, lo, hi = mean_ci([[1.0, 3.0], [5.0]])
