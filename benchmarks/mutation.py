@@ -105,9 +105,22 @@ TARGETS: tuple[Target, ...] = (
     ), scope=("derive_seeds",)),
 )
 
-#: Survivors judged equivalent (or not observable by any test), keyed by
-#: (target, enclosing function, original code, mutated code), with the reason.
-EQUIVALENT: dict[tuple[str, str, str, str], str] = {}
+_SCIPY_AXIS = "scipy.stats.bootstrap (and the point estimate) always pass axis=-1: the default is never used"
+_TIE = "at |delta| == max_step the scale factor is max_step / |delta| = 1: the same step either way"
+
+#: Survivors judged equivalent (same behaviour for every input the code can receive), keyed by
+#: (target, enclosing function, original code, mutated code, n-th such mutant in the function), with the reason.
+EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
+    ("mapping", "WeightMapping.smooth", "biggest > self.max_step", "biggest >= self.max_step", 1): _TIE,
+    ("mapping", "sanitize_action", "1", "2", 1): "reshape(-2) = reshape(-1): numpy reads any negative size as 'the rest'",
+    ("mapping-batched", "map_weights", "biggest > mapping.max_step", "biggest >= mapping.max_step", 1): _TIE,
+    ("mapping-batched", "map_weights", "1.0", "2.0", 1): "nan_to_num(posinf=2.0) is clipped to 1.0 on the same line",
+    ("mapping-batched", "map_weights", "1.0", "2.0", 2): "nan_to_num(neginf=-2.0) is clipped to -1.0 on the same line",
+    ("stats", "_concat_stat.stat", "1", "2", 1): _SCIPY_AXIS,
+    ("stats", "_concat_stat.stat", "-1", "1", 1): _SCIPY_AXIS,
+    ("stats", "probability_of_improvement.stat", "1", "2", 1): _SCIPY_AXIS,
+    ("stats", "probability_of_improvement.stat", "-1", "1", 1): _SCIPY_AXIS,
+}
 
 PRELOAD = ("numpy", "torch", "scipy.stats", "pandas", "gymnasium", "stable_baselines3", "yaml", "pytest", "hypothesis",
            "sklearn.datasets", "matplotlib")
@@ -134,13 +147,16 @@ class Mutant:
     where: str
     before: str
     after: str
+    nth: int = 1
+    """1 for the first mutant with this (function, before, after) in the function, 2 for the second, ..."""
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.target, self.where, self.before, self.after)
+    def key(self) -> tuple[str, str, str, str, int]:
+        return (self.target, self.where, self.before, self.after, self.nth)
 
     def describe(self) -> str:
-        return f"{self.target}:{self.line} in {self.where or '<module>'}: `{self.before}` -> `{self.after}`"
+        nth = f" (#{self.nth} of its kind here)" if self.nth > 1 else ""
+        return f"{self.target}:{self.line} in {self.where or '<module>'}: `{self.before}` -> `{self.after}`{nth}"
 
 
 class _Mutator(ast.NodeTransformer):
@@ -301,7 +317,12 @@ def mutants(target: Target) -> list[Mutant]:
     tree = ast.parse((REPO / target.path).read_text(), filename=target.path)
     m = _Mutator(target.scope)
     m.visit(tree)
-    return [Mutant(target.name, i, line, where, b, a) for i, (line, where, b, a) in enumerate(m.sites)]
+    seen: dict[tuple[str, str, str], int] = {}
+    out = []
+    for i, (line, where, b, a) in enumerate(m.sites):
+        seen[(where, b, a)] = seen.get((where, b, a), 0) + 1
+        out.append(Mutant(target.name, i, line, where, b, a, seen[(where, b, a)]))
+    return out
 
 
 def mutated_code(target: Target, index: int):
