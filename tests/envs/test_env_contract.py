@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from metacurr.envs.batched import BatchedRebalanceVecEnv
 from metacurr.envs.rebalance import RebalanceEnv
@@ -66,6 +67,20 @@ def _rewards(poison_shift: bool) -> list[float]:
 def test_shift_set_never_enters_the_reward():
     clean, poisoned = _rewards(False), _rewards(True)
     assert all(np.isfinite(poisoned)) and poisoned == clean
+
+
+def test_tasks_differing_only_in_their_shift_set_get_the_same_rewards():
+    """mnist1d's ``shift_factor`` and ``n_shift`` change the shift set and nothing else."""
+    out = []
+    for params in ({}, {"shift_factor": 3.0, "n_shift": 64}):
+        env = RebalanceEnv(task={**TASK, "params": params}, fixed_seed=True, **TINY)
+        _, info = env.reset(seed=0)
+        cur = env.unwrapped.run.curriculum
+        out.append((cur, [info["val_loss"]] + [env.step(a)[1] for a in ACTIONS]))
+    (a, ra), (b, rb) = out
+    assert torch.equal(a.val[0], b.val[0]) and all(torch.equal(x[0], y[0]) for x, y in zip(a.stages, b.stages))
+    assert len(a.shift[1]) != len(b.shift[1])  # only the shift sets differ ...
+    assert ra == rb  # ... and the rewards do not
 
 
 class TopOfRange:
