@@ -121,6 +121,8 @@ def test_small_helpers_at_their_boundaries():
     assert ci_verdict(0.1, np.inf) == "undefined"
     assert performance_profile([[0.5]], [0.5, 0.49]).tolist() == [0.0, 1.0]  # strictly above tau
     assert np.isnan(performance_profile([[]], [0.5])).all()
+    ties = paired_difference([[0.0, 0.1, -0.1, 0.0]])  # a tie is neither an improvement nor worse
+    assert ties["frac_improved"] == 0.25 and ties["frac_worse"] == 0.25
     assert paired_difference([])["n_pairs"] == 0 and np.isnan(paired_difference([])["frac_improved"])
 
 
