@@ -120,6 +120,8 @@ EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
     ("stats", "_concat_stat.stat", "-1", "1", 1): _SCIPY_AXIS,
     ("stats", "probability_of_improvement.stat", "1", "2", 1): _SCIPY_AXIS,
     ("stats", "probability_of_improvement.stat", "-1", "1", 1): _SCIPY_AXIS,
+    ("stats", "normalize_scores", "span > 0", "span >= 0", 1):
+        "a zero span gives 0 / 0 = NaN either way, and NaN becomes 0.5 on the same line",
 }
 
 PRELOAD = ("numpy", "torch", "scipy.stats", "pandas", "gymnasium", "stable_baselines3", "yaml", "pytest", "hypothesis",
