@@ -167,6 +167,9 @@ def test_compute_statistics_options():
     assert s["profile"]["taus"] == [0.25, 1.5] and s["profile"]["fractions"]["x"] == pytest.approx([5 / 6, (1 / 3 + 2 / 3) / 2])
     other = compute_statistics(_table(), seed=1)
     assert other["aggregate"]["x"]["mean_low"] != compute_statistics(_table())["aggregate"]["x"]["mean_low"]
+    for ref in ("uniform", "heuristic", "best-static"):  # each default reference is compared against
+        renamed = compute_statistics(_table().replace({"controller": {"uniform": ref}}))
+        assert set(renamed["poi"]) == {ref} and set(renamed["paired"][ref]) == {"x"}
     only_a = _table()
     only_a = only_a[~((only_a.controller == "x") & (only_a.task == "b"))]
     t = compute_statistics(only_a)
