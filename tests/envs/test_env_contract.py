@@ -84,17 +84,17 @@ def test_tasks_differing_only_in_their_shift_set_get_the_same_rewards():
 
 
 class TopOfRange:
-    """A numpy Generator whose ``integers`` always returns the largest allowed value (the range's edge)."""
+    """A numpy Generator whose ``integers`` always returns the largest allowed value (or, with
+    ``top=False``, the smallest): the range's edge."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, top: bool = True):
         self._rng = np.random.default_rng(seed)
-        self.edges: list[int] = []
+        self.top = top
 
     def integers(self, low, high=None, size=None, dtype=np.int64, endpoint=False):
         if high is None:
             low, high = 0, low
-        v = int(high) if endpoint else int(high) - 1
-        self.edges.append(v)
+        v = (int(high) if endpoint else int(high) - 1) if self.top else int(low)
         return v if size is None else np.full(size, v, dtype=dtype)
 
     def __getattr__(self, name):
@@ -117,6 +117,11 @@ def test_env_sampled_task_seeds_stay_below_the_evaluation_range():
     assert env.task_spec.seed == TRAIN_SEED_MAX
     env.reset(options={"task": dict(TASK)})
     assert env.task_spec.seed == TRAIN_SEED_MAX
+    env.unwrapped.np_random = TopOfRange(top=False)  # and the bottom of the range is seed 0
+    env.reset()
+    assert env.task_spec.seed == 0
+    env.reset(options={"task": dict(TASK)})
+    assert env.task_spec.seed == 0
     env.reset(options={"task": {**TASK, "seed": EVAL_SEED_BASE + 3}})  # a named seed is kept (evaluation)
     assert env.task_spec.seed == EVAL_SEED_BASE + 3
     drawn = []
