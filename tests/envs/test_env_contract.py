@@ -11,6 +11,7 @@ import torch
 from metacurr.envs.batched import BatchedRebalanceVecEnv
 from metacurr.envs.rebalance import RebalanceEnv
 from metacurr.envs.task_distribution import get_distribution
+from metacurr.errors import ConfigError
 from metacurr.evaluation.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX
 
 TASK = {"family": "mnist1d", "arch": "mlp"}
@@ -21,7 +22,9 @@ ACTIONS = [np.array([0.8, -0.3, 0.1], dtype=np.float32), np.array([-1.0, 1.0, 0.
 
 def test_episode_end_is_truncated_not_terminated():
     env = RebalanceEnv(task=TASK, **TINY)
-    env.reset(seed=0)
+    _, info = env.reset(seed=0)
+    assert info["weights"].tolist() == pytest.approx([1 / 3] * 3, abs=1e-7)  # episodes start uniform
+    assert info["control_step"] == 0 and info["n_stages"] == 3 and info["diverged"] is False
     flags = [env.step(a)[2:4] for a in ACTIONS]
     assert flags == [(False, False), (False, False), (False, True)]
     with pytest.raises(RuntimeError, match="the run is over"):
@@ -122,6 +125,8 @@ def test_env_sampled_task_seeds_stay_below_the_evaluation_range():
     assert env.task_spec.seed == 0
     env.reset(options={"task": dict(TASK)})
     assert env.task_spec.seed == 0
+    with pytest.raises(ConfigError, match="4 stages"):  # more stages than the env's slots: refused at reset
+        env.reset(options={"task": {**TASK, "n_stages": 4}})
     env.reset(options={"task": {**TASK, "seed": EVAL_SEED_BASE + 3}})  # a named seed is kept (evaluation)
     assert env.task_spec.seed == EVAL_SEED_BASE + 3
     drawn = []
