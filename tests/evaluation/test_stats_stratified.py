@@ -174,6 +174,7 @@ def test_compute_statistics_options():
     only_a = only_a[~((only_a.controller == "x") & (only_a.task == "b"))]
     t = compute_statistics(only_a)
     assert t["paired"]["uniform"]["x"]["n_pairs"] == 3 and t["aggregate"]["x"]["n_runs"] == 3
+    assert t["poi"]["uniform"]["x"]["p"] == pytest.approx(5 / 9)  # compared on the task both ran only
 
 
 def test_normalize_scores_missing_values_and_methods():
