@@ -120,6 +120,7 @@ EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
     ("stats", "_concat_stat.stat", "-1", "1", 1): _SCIPY_AXIS,
     ("stats", "probability_of_improvement.stat", "1", "2", 1): _SCIPY_AXIS,
     ("stats", "probability_of_improvement.stat", "-1", "1", 1): _SCIPY_AXIS,
+    ("env-step-reward", "RebalanceEnv.step", "1", "2", 1): "reshape(-2) = reshape(-1): numpy reads any negative size as 'the rest'",
     ("stats", "normalize_scores", "span > 0", "span >= 0", 1):
         "a zero span gives 0 / 0 = NaN either way, and NaN becomes 0.5 on the same line",
 }
