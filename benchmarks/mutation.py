@@ -106,9 +106,11 @@ TARGETS: tuple[Target, ...] = (
 )
 
 _SCIPY_AXIS = "scipy.stats.bootstrap (and the point estimate) always pass axis=-1: the default is never used"
+_DURABLE = "durability only (data reaches the disk before the rename): no test short of a power cut observes it"
 _TIE = "at |delta| == max_step the scale factor is max_step / |delta| = 1: the same step either way"
 
-#: Survivors judged equivalent (same behaviour for every input the code can receive), keyed by
+#: Survivors judged equivalent (same behaviour for every input the code can receive) or unobservable by a
+#: test (fsync: durability across a power cut), keyed by
 #: (target, enclosing function, original code, mutated code, n-th such mutant in the function), with the reason.
 EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
     ("mapping", "WeightMapping.smooth", "biggest > self.max_step", "biggest >= self.max_step", 1): _TIE,
@@ -121,6 +123,13 @@ EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
     ("stats", "probability_of_improvement.stat", "1", "2", 1): _SCIPY_AXIS,
     ("stats", "probability_of_improvement.stat", "-1", "1", 1): _SCIPY_AXIS,
     ("env-step-reward", "RebalanceEnv.step", "1", "2", 1): "reshape(-2) = reshape(-1): numpy reads any negative size as 'the rest'",
+    ("bundle", "sha256", "1", "2", 1): "the read chunk size (2 MiB instead of 1 MiB) does not change the hash",
+    ("bundle", "sha256", "20", "21", 1): "the read chunk size (2 MiB instead of 1 MiB) does not change the hash",
+    ("bundle", "save_bundle", "_fsync_file(f)", "pass", 1): _DURABLE,
+    ("bundle", "save_bundle", "fsync_dir(tmp)", "pass", 1): _DURABLE,
+    ("bundle", "save_bundle", "fsync_dir(path.parent)", "pass", 1): _DURABLE,
+    ("bundle", "_fsync_file", "os.fsync(fd)", "pass", 1): _DURABLE,
+    ("bundle", "_fsync_file", "os.close(fd)", "pass", 1): "a leaked read-only descriptor of a closed file; nothing reads it",
     ("stats", "normalize_scores", "span > 0", "span >= 0", 1):
         "a zero span gives 0 / 0 = NaN either way, and NaN becomes 0.5 on the same line",
 }
