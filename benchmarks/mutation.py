@@ -94,6 +94,7 @@ TARGETS: tuple[Target, ...] = (
     Target("env-step-reward", "envs/rebalance.py", (
         "tests/envs/test_env_contract.py",
         "tests/envs/test_env.py",
+        "tests/controllers/test_mapping_values.py::test_env_weights_follow_the_formula_in_both_forms",
     ), scope=("RebalanceEnv.reset", "RebalanceEnv.step", "RebalanceEnv._potential", "RebalanceEnv._info")),
     Target("seeds", "metacurr/evaluation/seeds.py", (
         "tests/evaluation/test_seed_streams.py",

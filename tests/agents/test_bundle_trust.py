@@ -101,6 +101,9 @@ def test_save_and_load_round_trip(tmp_path):
     # saving again replaces the bundle in place and leaves nothing aside
     save_bundle(out, policy_state={"w": torch.ones(1)}, obs_mean=mean, obs_var=var, clip_obs=5.0, epsilon=1e-8, manifest={})
     assert set(load_bundle(out)[1]) == {"w"} and sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+    nested = save_bundle(tmp_path / "a" / "b" / "p", policy_state=state, obs_mean=mean, obs_var=var, clip_obs=1.0,
+                         epsilon=1e-8, manifest={})  # missing parent folders are created
+    assert load_bundle(nested)[2]["clip"] == 1.0
 
 
 def _edit_manifest(bundle: Path, fn) -> None:
