@@ -119,6 +119,8 @@ EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
     ("mapping-batched", "map_weights", "biggest > mapping.max_step", "biggest >= mapping.max_step", 1): _TIE,
     ("mapping-batched", "map_weights", "1.0", "2.0", 1): "nan_to_num(posinf=2.0) is clipped to 1.0 on the same line",
     ("mapping-batched", "map_weights", "1.0", "2.0", 2): "nan_to_num(neginf=-2.0) is clipped to -1.0 on the same line",
+    ("mapping-batched", "_normalize_rows", "1.0", "2.0", 1):
+        "the divisor of a degenerate row; the next line overwrites that row with uniform weights",
     ("stats", "_concat_stat.stat", "1", "2", 1): _SCIPY_AXIS,
     ("stats", "_concat_stat.stat", "-1", "1", 1): _SCIPY_AXIS,
     ("stats", "probability_of_improvement.stat", "1", "2", 1): _SCIPY_AXIS,
