@@ -101,9 +101,14 @@ def test_save_and_load_round_trip(tmp_path):
     # saving again replaces the bundle in place and leaves nothing aside
     save_bundle(out, policy_state={"w": torch.ones(1)}, obs_mean=mean, obs_var=var, clip_obs=5.0, epsilon=1e-8, manifest={})
     assert set(load_bundle(out)[1]) == {"w"} and sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+    zip_src = tmp_path / "model-src.zip"
+    zip_src.write_bytes(b"PK\x05\x06" + bytes(18))
     nested = save_bundle(tmp_path / "a" / "b" / "p", policy_state=state, obs_mean=mean, obs_var=var, clip_obs=1.0,
-                         epsilon=1e-8, manifest={})  # missing parent folders are created
-    assert load_bundle(nested)[2]["clip"] == 1.0
+                         epsilon=1e-8, manifest={}, model_zip=zip_src)  # missing parent folders are created
+    zip_src.unlink()
+    man, _, norm = load_bundle(nested)
+    assert norm["clip"] == 1.0 and (nested / "model.zip").read_bytes() == b"PK\x05\x06" + bytes(18)
+    assert man["files"]["model.zip"] == sha256(nested / "model.zip")
 
 
 def _edit_manifest(bundle: Path, fn) -> None:

@@ -110,8 +110,10 @@ def test_divergence_terminates_with_penalty_not_exception():
         obs, r, term, trunc, info = env.step(np.ones(3, dtype=np.float32))
         assert np.all(np.isfinite(obs))
         if term:
-            assert info["diverged"] and r == -2.0
+            assert info["diverged"] and r == -2.0 and not trunc  # a divergence ends it: terminated, not truncated
+            assert info["episode_improvement"] is None
             break
+        assert not trunc
     else:
         pytest.fail("an lr of 1e6 should diverge")
 
