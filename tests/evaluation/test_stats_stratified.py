@@ -175,6 +175,7 @@ def test_compute_statistics_options():
     t = compute_statistics(only_a)
     assert t["paired"]["uniform"]["x"]["n_pairs"] == 3 and t["aggregate"]["x"]["n_runs"] == 3
     assert t["poi"]["uniform"]["x"]["p"] == pytest.approx(5 / 9)  # compared on the task both ran only
+    assert t["per_task"]["b"] == {"uniform": 0.5}  # a controller without runs on a task has no entry
 
 
 def test_normalize_scores_missing_values_and_methods():
