@@ -133,6 +133,10 @@ EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
     ("bundle", "save_bundle", "fsync_dir(path.parent)", "pass", 1): _DURABLE,
     ("bundle", "_fsync_file", "os.fsync(fd)", "pass", 1): _DURABLE,
     ("bundle", "_fsync_file", "os.close(fd)", "pass", 1): "a leaked read-only descriptor of a closed file; nothing reads it",
+    ("bundle", "save_bundle", "True", "False", 5):
+        "rmtree of the folder this call just renamed aside: it fails only if another process removes it first",
+    ("seeds", "eval_seeds", "check_eval_seeds(seeds)", "pass", 1):
+        "a defensive re-check: n > 0 and offset >= 0 are checked above, so the seeds are always >= EVAL_SEED_BASE",
     ("stats", "normalize_scores", "span > 0", "span >= 0", 1):
         "a zero span gives 0 / 0 = NaN either way, and NaN becomes 0.5 on the same line",
 }
@@ -251,6 +255,8 @@ class _Mutator(ast.NodeTransformer):
 
     # -- statements
     def visit_Expr(self, node):
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return node  # an attribute docstring
         self.generic_visit(node)
         if isinstance(node.value, ast.Call):
             return self._offer(node, [ast.Pass()])

@@ -45,7 +45,7 @@ def test_eval_seeds_and_search_seeds():
     assert eval_seeds(1) == [EVAL_SEED_BASE] == [10_000]
     assert eval_seeds(3, offset=2) == [10_002, 10_003, 10_004]
     assert search_seeds(3) == [SEARCH_SEED_BASE, SEARCH_SEED_BASE + 1, SEARCH_SEED_BASE + 2] == [9_000, 9_001, 9_002]
-    assert search_seeds(1000)[-1] == TRAIN_SEED_MAX  # the search fills the training range exactly
+    assert search_seeds(1) == [9_000] and search_seeds(1000)[-1] == TRAIN_SEED_MAX  # the search fills the training range exactly
     with pytest.raises(ConfigError, match="training seed 10000 is outside"):
         search_seeds(1001)
     for bad in (0, -1, 1.5, "3"):
