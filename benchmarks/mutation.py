@@ -133,6 +133,10 @@ EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
     ("bundle", "save_bundle", "fsync_dir(path.parent)", "pass", 1): _DURABLE,
     ("bundle", "_fsync_file", "os.fsync(fd)", "pass", 1): _DURABLE,
     ("bundle", "_fsync_file", "os.close(fd)", "pass", 1): "a leaked read-only descriptor of a closed file; nothing reads it",
+    ("bundle", "save_bundle", "2", "3", 1): "the manifest's JSON indentation: the same JSON",
+    ("bundle", "save_bundle", "True", "False", 3): "the manifest's key order (sort_keys): the same JSON",
+    ("bundle", "save_bundle", "True", "False", 4):
+        "rmtree of the temp folder on the failure path: it fails only if another process removes it first",
     ("bundle", "save_bundle", "True", "False", 5):
         "rmtree of the folder this call just renamed aside: it fails only if another process removes it first",
     ("seeds", "eval_seeds", "check_eval_seeds(seeds)", "pass", 1):

@@ -135,3 +135,14 @@ def test_a_damaged_bundle_is_one_config_error(tmp_path, damage, message):
     damage(bundle)
     with pytest.raises(ConfigError, match=message):
         load_bundle(bundle)
+
+
+def test_a_failed_first_save_raises_its_own_error_and_leaves_nothing(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_bundle(tmp_path / "p", policy_state={}, obs_mean=np.zeros(1), obs_var=np.ones(1), clip_obs=1.0,
+                    epsilon=1e-8, manifest={})
+    assert list(tmp_path.iterdir()) == []
