@@ -141,6 +141,8 @@ EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
         "rmtree of the folder this call just renamed aside: it fails only if another process removes it first",
     ("seeds", "eval_seeds", "check_eval_seeds(seeds)", "pass", 1):
         "a defensive re-check: n > 0 and offset >= 0 are checked above, so the seeds are always >= EVAL_SEED_BASE",
+    ("derive-seeds", "derive_seeds", "4", "5", 1):
+        "SeedSequence.spawn(5)'s first four children are spawn(4)'s; zip keeps four",
     ("stats", "normalize_scores", "span > 0", "span >= 0", 1):
         "a zero span gives 0 / 0 = NaN either way, and NaN becomes 0.5 on the same line",
 }
