@@ -143,6 +143,8 @@ EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
         "a defensive re-check: n > 0 and offset >= 0 are checked above, so the seeds are always >= EVAL_SEED_BASE",
     ("derive-seeds", "derive_seeds", "4", "5", 1):
         "SeedSequence.spawn(5)'s first four children are spawn(4)'s; zip keeps four",
+    ("derive-seeds", "derive_seeds", "1", "2", 1):
+        "generate_state(2)[0] is generate_state(1)[0]: the first word of a SeedSequence's state does not depend on n",
     ("stats", "normalize_scores", "span > 0", "span >= 0", 1):
         "a zero span gives 0 / 0 = NaN either way, and NaN becomes 0.5 on the same line",
 }

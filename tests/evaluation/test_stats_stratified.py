@@ -176,6 +176,9 @@ def test_compute_statistics_options():
     assert t["paired"]["uniform"]["x"]["n_pairs"] == 3 and t["aggregate"]["x"]["n_runs"] == 3
     assert t["poi"]["uniform"]["x"]["p"] == pytest.approx(5 / 9)  # compared on the task both ran only
     assert t["per_task"]["b"] == {"uniform": 0.5}  # a controller without runs on a task has no entry
+    ref_a = _table()
+    ref_a = ref_a[~((ref_a.controller == "uniform") & (ref_a.task == "b"))]
+    assert compute_statistics(ref_a)["poi"]["uniform"]["x"]["p"] == pytest.approx(5 / 9)  # nor without the reference
 
 
 def test_normalize_scores_missing_values_and_methods():
