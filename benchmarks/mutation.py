@@ -145,6 +145,8 @@ EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
         "SeedSequence.spawn(5)'s first four children are spawn(4)'s; zip keeps four",
     ("derive-seeds", "derive_seeds", "1", "2", 1):
         "generate_state(2)[0] is generate_state(1)[0]: the first word of a SeedSequence's state does not depend on n",
+    ("env-step-reward", "RebalanceEnv.reset", "self.obs_spec.check_stages(spec.n_stages)", "pass", 1):
+        "ObservationSpec.build runs the same check before reset returns: the same ConfigError",
     ("stats", "normalize_scores", "span > 0", "span >= 0", 1):
         "a zero span gives 0 / 0 = NaN either way, and NaN becomes 0.5 on the same line",
 }
