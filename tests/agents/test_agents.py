@@ -111,6 +111,25 @@ def test_resume_continues_from_checkpoint(bundle, tmp_path):
     assert s["resumed_from"] >= 48 and s["timesteps"] >= 72
 
 
+def test_resume_restores_the_observation_normaliser(bundle, tmp_path):
+    """The normaliser is part of the policy: a resumed run continues from the checkpoint's statistics."""
+    out = tmp_path / "resumed"
+    shutil.copytree(bundle, out)
+    latest = json.loads((out / "checkpoints" / "latest.json").read_text())
+    with np.load(out / "checkpoints" / latest["zip"].replace(".zip", ".norm.npz")) as z:
+        saved = {k: z[k] for k in z.files}
+    assert saved["count"] > 10 and np.abs(saved["mean"]).max() > 0.01  # real statistics, not the initial ones
+    # nothing left to train: the bundle written on resume carries the checkpoint's normaliser exactly
+    rc = main(["train-agent", "--config", str(out / "config.yaml"), "--out", str(out), "--resume",
+               "--timesteps", str(latest["timesteps"]), "--wandb", "disabled", "--no-progress"])
+    assert rc == 0
+    with np.load(out / "policy" / "normalizer.npz") as z:
+        assert np.array_equal(z["mean"], saved["mean"]) and np.array_equal(z["var"], saved["var"])
+    again = json.loads((out / "checkpoints" / "latest.json").read_text())
+    with np.load(out / "checkpoints" / again["zip"].replace(".zip", ".norm.npz")) as z:
+        assert all(np.array_equal(z[k], saved[k]) for k in saved)  # return normaliser and counts too
+
+
 def test_custom_loop_example(bundle):
     import importlib.util
     from pathlib import Path

@@ -41,11 +41,27 @@ def test_heuristic_does_not_chase_flat_high_entropy_label_noise():
 
 
 def test_heuristic_smoothing_bounds_each_step():
-    h = make_controller("heuristic", max_step=0.05)
-    w_prev = h.reset(3, np.random.default_rng(0))
-    h.update(state())
+    """Smoothing moves the weights a fraction ``smoothing`` of the way to the rule's target, and the step
+    bound then scales the whole move down to ``max_step``."""
+    calm = state()
+    spike = state(entropy=[0.1, 0.1, 5.0], grad_var=[1, 1, 100.0], drift=[0, 0, 1.0])
+
+    def first_move(**kw):
+        h = make_controller("heuristic", **kw)
+        w0 = h.reset(3, np.random.default_rng(0))
+        assert np.array_equal(h.update(calm), w0)  # no baseline yet: nothing moves
+        return h.update(spike) - w0, h
+
+    full, _ = first_move(smoothing=1.0, max_step=1.0)
+    half, _ = first_move(smoothing=0.5, max_step=1.0)
+    assert np.abs(full).max() > 0.1
+    np.testing.assert_allclose(half, 0.5 * full, atol=1e-12)
+    bounded, h = first_move(smoothing=0.5, max_step=0.05)
+    assert np.abs(bounded).max() == pytest.approx(0.05, abs=1e-12)
+    np.testing.assert_allclose(bounded, half * 0.05 / np.abs(half).max(), atol=1e-12)
+    w_prev = h.weights.copy()
     for _ in range(3):
-        w = h.update(state(entropy=[0.1, 0.1, 5.0], grad_var=[1, 1, 100.0], drift=[0, 0, 1.0]))
+        w = h.update(spike)
         assert np.abs(w - w_prev).max() <= 0.05 + 1e-9
         w_prev = w
 

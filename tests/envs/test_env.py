@@ -49,8 +49,15 @@ def test_same_seed_same_actions_identical():
 
 
 def test_return_equals_end_to_end_improvement_and_truncation():
-    obs, rewards, info, env = _episode(3)
-    assert len(rewards) == TINY["control_steps"]
+    env = tiny_env()
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    rewards, flags = [], []
+    for _ in range(TINY["control_steps"]):
+        _, r, term, trunc, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        rewards.append(r)
+        flags.append((term, trunc))
+    assert flags == [(False, False)] * (TINY["control_steps"] - 1) + [(False, True)]  # the budget truncates
     assert np.isclose(sum(rewards), info["episode_improvement"], atol=1e-6)
     assert not info["diverged"]
 
@@ -65,13 +72,17 @@ def test_reset_options_task_and_held_out_seed():
 
 
 def test_max_stages_padding_and_mask():
-    env = tiny_env(max_stages=5)
+    env, other = tiny_env(max_stages=5), tiny_env(max_stages=5)
     obs, info = env.reset(seed=0)
+    other.reset(seed=0)
     names = env.unwrapped.feature_names
     mask = obs[[names.index(f"stage{s}/mask") for s in range(5)]]
     assert mask.tolist() == [1, 1, 1, 0, 0] and env.action_space.shape == (5,)
-    obs, *_ = env.step(np.array([1, -1, 0, 1, 1], dtype=np.float32))  # padded entries ignored
-    assert obs.shape == env.observation_space.shape
+    # padded entries ignored: the same first three entries give the same step, whatever the padding holds
+    a, r, *_, i = env.step(np.array([1, -1, 0, 1, 1], dtype=np.float32))
+    b, q, *_, j = other.step(np.array([1, -1, 0, -1, 0.3], dtype=np.float32))
+    assert np.array_equal(a, b) and r == q and np.array_equal(i["weights"], j["weights"])
+    assert i["weights"][3:].tolist() == [0, 0] and a.shape == env.observation_space.shape
 
 
 def test_hidden_features_are_zero_and_the_rest_unchanged():
@@ -99,8 +110,10 @@ def test_divergence_terminates_with_penalty_not_exception():
         obs, r, term, trunc, info = env.step(np.ones(3, dtype=np.float32))
         assert np.all(np.isfinite(obs))
         if term:
-            assert info["diverged"] and r == -2.0
+            assert info["diverged"] and r == -2.0 and not trunc  # a divergence ends it: terminated, not truncated
+            assert info["episode_improvement"] is None
             break
+        assert not trunc
     else:
         pytest.fail("an lr of 1e6 should diverge")
 

@@ -141,6 +141,74 @@ def test_kill_9_mid_local_sweep_leaves_no_workers_and_resumes(tmp_path):
     assert len(rows) == 4 and all(row["status"] == "finished" for row in rows)
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the sweep's processes")
+@pytest.mark.timeout(120)
+def test_kill_9_mid_local_sweep_leaves_no_workers(tmp_path):
+    """CI-sized: `metacurr sweep --local --workers 2` killed while both workers run a trial; nothing it
+    started outlives it (the expensive test above also checks the rerun)."""
+    import yaml
+
+    base = tmp_path / "base.yaml"
+    base.write_text("task: {family: mnist1d, arch: mlp, control_steps: 200, inner_steps: 5}\ncontroller: linear-pacing\n")
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "name": "orphans", "program": "metacurr", "method": "grid",
+        "command": ["${env}", "${program}", "sweep-run", "train", "${args_json}", "--config", str(base)],
+        "metric": {"name": "final_val_loss", "goal": "minimize"},
+        "parameters": {"controller_kwargs.pace": {"values": [0.2, 0.4]}},
+    }))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "metacurr.cli", "sweep", str(sweep), "--local", "--workers", "2", "--out", str(out)]
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    sid = proc.pid
+    try:
+        t0 = time.time()
+        while len([d for d in (out / "runs").iterdir() if d.is_dir()] if (out / "runs").is_dir() else []) < 2:
+            assert proc.poll() is None, f"sweep ended early: {proc.stderr.read()[-500:]}"
+            assert time.time() - t0 < 90, "the two trials did not start in 90 s"
+            time.sleep(0.05)
+        assert len(_session_pids(sid)) >= 3  # the sweep and its two workers
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.time() + 15
+        while _session_pids(sid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert _session_pids(sid) == [], "orphaned sweep workers after kill -9"
+    finally:
+        for pid in _session_pids(sid):
+            os.kill(pid, signal.SIGKILL)
+        proc.stderr.close()
+
+
+def test_an_orphaned_worker_exits_within_a_second(tmp_path):
+    """The README's bound: a worker watching its owner (`orphans.watch_parent`) exits within a second of
+    the owner's kill -9, with the orphan exit code."""
+    from metacurr.evaluation.orphans import ORPHAN_EXIT_CODE
+
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom metacurr.evaluation.orphans import watch_parent\n"
+         "watch_parent(int(sys.argv[1]))\nprint('ready', flush=True)\ntime.sleep(120)", str(owner.pid)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline().strip() == "ready"
+        owner.kill()
+        t0 = time.monotonic()
+        owner.wait()
+        while worker.poll() is None and time.monotonic() - t0 < 10:
+            time.sleep(0.01)
+        elapsed = time.monotonic() - t0
+        assert worker.returncode == ORPHAN_EXIT_CODE
+        assert elapsed < 1.0, f"the orphaned worker took {elapsed:.2f} s to exit"
+    finally:
+        for p in (owner, worker):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        worker.stdout.close()
+
+
 @pytest.mark.filterwarnings("error::UserWarning")  # e.g. matplotlib's "no artists for the legend"
 def test_every_run_failing_still_writes_results_and_report(tmp_path, capsys):
     """Failures are rows (diverged, with the error); even when no run produced a metric the report is written."""
