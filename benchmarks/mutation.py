@@ -72,16 +72,16 @@ class Target:
 
 #: The modules under measurement and their tests. Update paths here when a module moves.
 TARGETS: tuple[Target, ...] = (
-    Target("mapping", "metacurr/controllers/mapping.py", (
+    Target("mapping", "metacurr/weights.py", (
         "tests/controllers/test_mapping_values.py",
         "tests/controllers/test_heuristic_and_core.py",
         "tests/reliability/test_properties.py",
     )),
-    Target("mapping-batched", "envs/batched.py", (
+    Target("mapping-batched", "metacurr/weights.py", (
         "tests/controllers/test_mapping_values.py",
         "tests/envs/test_batched.py::test_map_weights_and_build_batch_are_exact",
         "tests/envs/test_batched.py::test_matches_unbatched_env",
-    ), scope=("map_weights", "_normalize_rows")),
+    ), scope=("map_weights", "normalize_rows")),
     Target("stats", "metacurr/evaluation/stats.py", (
         "tests/evaluation/test_stats_stratified.py",
         "tests/evaluation/test_stats_known_values.py",
@@ -96,7 +96,7 @@ TARGETS: tuple[Target, ...] = (
         "tests/envs/test_env.py",
         "tests/controllers/test_mapping_values.py::test_env_weights_follow_the_formula_in_both_forms",
     ), scope=("RebalanceEnv.reset", "RebalanceEnv.step", "RebalanceEnv._potential", "RebalanceEnv._info")),
-    Target("seeds", "metacurr/evaluation/seeds.py", (
+    Target("seeds", "metacurr/seeds.py", (
         "tests/evaluation/test_seed_streams.py",
         "tests/evaluation/test_specs_seeds_task_sets.py",
     )),
@@ -119,7 +119,7 @@ EQUIVALENT: dict[tuple[str, str, str, str, int], str] = {
     ("mapping-batched", "map_weights", "biggest > mapping.max_step", "biggest >= mapping.max_step", 1): _TIE,
     ("mapping-batched", "map_weights", "1.0", "2.0", 1): "nan_to_num(posinf=2.0) is clipped to 1.0 on the same line",
     ("mapping-batched", "map_weights", "1.0", "2.0", 2): "nan_to_num(neginf=-2.0) is clipped to -1.0 on the same line",
-    ("mapping-batched", "_normalize_rows", "1.0", "2.0", 1):
+    ("mapping-batched", "normalize_rows", "1.0", "2.0", 1):
         "the divisor of a degenerate row; the next line overwrites that row with uniform weights",
     ("stats", "_concat_stat.stat", "1", "2", 1): _SCIPY_AXIS,
     ("stats", "_concat_stat.stat", "-1", "1", 1): _SCIPY_AXIS,
