@@ -16,7 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from metacurr.agents.bundle import load_bundle, read_manifest, save_bundle, sha256
+from metacurr.agents.bundle import (
+    MANIFEST_SUM,
+    load_bundle,
+    manifest_digest,
+    read_manifest,
+    save_bundle,
+    sha256,
+)
 from metacurr.agents.policy_controller import default_bundle_path
 from metacurr.controllers import make_controller
 from metacurr.errors import ConfigError
@@ -39,6 +46,7 @@ def _hostile_copy(tmp_path: Path, name: str, write) -> tuple[Path, Path]:
     write(bundle / name, marker)
     man = json.loads((bundle / "manifest.json").read_text())
     man["files"][name] = sha256(bundle / name)
+    man[MANIFEST_SUM] = manifest_digest(man)  # re-signed: the manifest's own checksum matches too
     (bundle / "manifest.json").write_text(json.dumps(man))
     return bundle, marker
 
@@ -91,7 +99,7 @@ def test_save_and_load_round_trip(tmp_path):
                       manifest={"observation": {"max_stages": 2}})
     assert out == tmp_path / "p" and sorted(f.name for f in out.iterdir()) == ["manifest.json", "normalizer.npz", "policy.pt"]
     man, loaded, norm = load_bundle(out)
-    assert man["format_version"] == 1 and man["observation"] == {"max_stages": 2}
+    assert man["format_version"] == 2 and man["observation"] == {"max_stages": 2}
     assert set(man["versions"]) == {"metacurr", "torch", "stable_baselines3", "gymnasium", "numpy"}
     assert man["files"] == {n: sha256(out / n) for n in ("normalizer.npz", "policy.pt")}
     assert set(loaded) == {"w", "b"} and all(torch.equal(loaded[k], state[k]) for k in state)
@@ -112,8 +120,17 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def _edit_manifest(bundle: Path, fn) -> None:
+    """Edit the manifest and re-sign it, so the edit itself (not the manifest checksum) is what is refused."""
+    man = fn(json.loads((bundle / "manifest.json").read_text()))
+    man[MANIFEST_SUM] = manifest_digest(man)
+    (bundle / "manifest.json").write_text(json.dumps(man))
+
+
+def _tamper_manifest(bundle: Path) -> None:
+    """Change the policy's behaviour (its weight mapping's step bound) without re-signing the manifest."""
     man = json.loads((bundle / "manifest.json").read_text())
-    (bundle / "manifest.json").write_text(json.dumps(fn(man)))
+    man["mapping"]["max_step"] = 0.5
+    (bundle / "manifest.json").write_text(json.dumps(man))
 
 
 @pytest.mark.parametrize(("damage", "message"), [
@@ -123,7 +140,8 @@ def _edit_manifest(bundle: Path, fn) -> None:
     (lambda b: (b / "manifest.json").write_bytes(b"\xff\xfe\x00"), r"cannot read manifest.json \(UnicodeDecodeError\)"),
     (lambda b: (b / "manifest.json").write_text("[1, 2]"), "manifest.json is not a bundle manifest"),
     (lambda b: _edit_manifest(b, lambda m: {**m, "files": ["policy.pt"]}), "is not a bundle manifest"),
-    (lambda b: _edit_manifest(b, lambda m: {**m, "format_version": 2}), "format_version 2, this metacurr reads 1"),
+    (lambda b: _edit_manifest(b, lambda m: {**m, "format_version": 3}), "format_version 3, this metacurr reads 2"),
+    (lambda b: _tamper_manifest(b), "checksum mismatch for manifest.json"),
     (lambda b: (b / "policy.pt").unlink(), "missing policy.pt"),
     (lambda b: _edit_manifest(b, lambda m: {**m, "files": {"policy.pt": m["files"]["policy.pt"]}}), "missing normalizer.npz"),
     (lambda b: (b / "normalizer.npz").write_bytes(b"x"), "checksum mismatch for normalizer.npz"),
@@ -131,7 +149,7 @@ def _edit_manifest(bundle: Path, fn) -> None:
 def test_a_damaged_bundle_is_one_config_error(tmp_path, damage, message):
     bundle = tmp_path / "bundle"
     shutil.copytree(default_bundle_path(), bundle)
-    assert read_manifest(bundle)["format_version"] == 1
+    assert read_manifest(bundle)["format_version"] == 2
     damage(bundle)
     with pytest.raises(ConfigError, match=message):
         load_bundle(bundle)

@@ -12,7 +12,7 @@ from metacurr.envs.batched import BatchedRebalanceVecEnv
 from metacurr.envs.rebalance import RebalanceEnv
 from metacurr.envs.task_distribution import get_distribution
 from metacurr.errors import ConfigError
-from metacurr.evaluation.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX
+from metacurr.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX
 
 TASK = {"family": "mnist1d", "arch": "mlp"}
 TINY = {"control_steps": 3, "inner_steps": 1}

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from metacurr.errors import ConfigError
-from metacurr.evaluation.seeds import (
+from metacurr.inner_run import derive_seeds
+from metacurr.seeds import (
     EVAL_SEED_BASE,
     SEARCH_SEED_BASE,
     TRAIN_SEED_MAX,
@@ -17,7 +18,6 @@ from metacurr.evaluation.seeds import (
     eval_seeds,
     search_seeds,
 )
-from metacurr.inner_run import derive_seeds
 
 
 def test_sub_seeds_are_pinned():
