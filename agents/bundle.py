@@ -6,8 +6,13 @@ Layout of ``DIR/policy/``::
                       mapping, supported stage counts, policy architecture, training config, and a
                       SHA-256 of every other file
     policy.pt         the actor-critic's state_dict (loaded with torch.load(weights_only=True))
-    normalizer.npz    observation-normaliser statistics (mean, var, clip, epsilon)
+    normalizer.npz    observation-normaliser statistics: per observation entry (mean, var, clip, epsilon)
+                      for the ``mlp`` policy; per feature, shared by the stages, for the ``equivariant``
+                      policy (`metacurr.agents.equivariant_policy.NORMALIZER_STATE_KEYS`, clip, epsilon)
     model.zip         the full SB3 model, for continued training / inspection (not read for inference)
+
+Format versions: 1 (``mlp`` policies only; no ``policy_class`` in the manifest) and 2 (the manifest
+names its ``policy_class``: ``mlp`` or ``equivariant``). This metacurr writes 2 and reads both.
 
 Trust model: inference reads only ``policy.pt`` (weights only: no code runs on load), ``normalizer.npz``
 (``allow_pickle=False``) and ``manifest.json``, after checking their checksums against the manifest.
@@ -29,9 +34,17 @@ import numpy as np
 from metacurr.errors import ConfigError
 from metacurr.io import DIR_MODE, dumps, fsync_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Bundle format versions this metacurr reads.
+READABLE_VERSIONS = (1, 2)
 INFERENCE_FILES = ("policy.pt", "normalizer.npz")
 NORMALIZER_KEYS = ("mean", "var", "clip", "epsilon")
+#: Policy classes a bundle may hold, and the normaliser keys each needs.
+POLICY_CLASSES = {
+    "mlp": NORMALIZER_KEYS,
+    "equivariant": ("global_mean", "global_var", "count", "stage_mean", "stage_var", "stage_count",
+                    "score_mean", "score_var", "score_count", "clip", "epsilon"),
+}
 
 
 def sha256(path: Path) -> str:
@@ -62,14 +75,18 @@ def save_bundle(
     path: str | Path,
     *,
     policy_state: dict,
-    obs_mean: np.ndarray,
-    obs_var: np.ndarray,
-    clip_obs: float,
-    epsilon: float,
     manifest: dict,
+    obs_mean: np.ndarray | None = None,
+    obs_var: np.ndarray | None = None,
+    clip_obs: float | None = None,
+    epsilon: float | None = None,
+    normalizer: dict | None = None,
     model_zip: str | Path | None = None,
 ) -> Path:
     """Write a bundle atomically: everything goes to a temp folder (fsynced) that then replaces ``path``.
+
+    The normaliser is either ``normalizer`` (a dict of arrays, as the policy class needs) or the four
+    VecNormalize values ``obs_mean, obs_var, clip_obs, epsilon``.
 
     A folder cannot be renamed over a non-empty one, so an existing bundle is first renamed aside
     (``.NAME.old-PID``), the new one renamed in, and the old one removed. If the swap fails, the old
@@ -85,7 +102,9 @@ def save_bundle(
     try:
         os.chmod(tmp, DIR_MODE)  # mkdtemp makes 0700 folders; a bundle is meant to be shared
         torch.save(policy_state, tmp / "policy.pt")
-        np.savez(tmp / "normalizer.npz", mean=obs_mean, var=obs_var, clip=np.float64(clip_obs), epsilon=np.float64(epsilon))
+        if normalizer is None:
+            normalizer = {"mean": obs_mean, "var": obs_var, "clip": np.float64(clip_obs), "epsilon": np.float64(epsilon)}
+        np.savez(tmp / "normalizer.npz", **normalizer)
         if model_zip is not None:
             shutil.copyfile(model_zip, tmp / "model.zip")
         files = {f.name: sha256(f) for f in sorted(tmp.iterdir())}
@@ -133,8 +152,11 @@ def read_manifest(path: str | Path) -> dict:
         raise ConfigError(f"policy bundle {path}: cannot read manifest.json ({type(e).__name__})") from None
     if not isinstance(man, dict) or not isinstance(man.get("files", {}), dict):
         raise ConfigError(f"policy bundle {path}: manifest.json is not a bundle manifest (expected a JSON object with files)")
-    if man.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"policy bundle {path}: format_version {man.get('format_version')!r}, this metacurr reads {FORMAT_VERSION}")
+    if man.get("format_version") not in READABLE_VERSIONS:
+        raise ConfigError(f"policy bundle {path}: format_version {man.get('format_version')!r}, this metacurr reads "
+                          f"{', '.join(map(str, READABLE_VERSIONS))}; retrain it or load it with the metacurr that wrote it")
+    if policy_class(man) not in POLICY_CLASSES:
+        raise ConfigError(f"policy bundle {path}: unknown policy_class {man.get('policy_class')!r}; valid choices: {', '.join(POLICY_CLASSES)}")
     for name in INFERENCE_FILES:
         f = path / name
         want = man.get("files", {}).get(name)
@@ -166,10 +188,15 @@ def load_bundle(path: str | Path) -> tuple[dict, dict, dict]:
             norm = {k: z[k] for k in z.files}
     except Exception as e:  # BadZipFile, ValueError (pickled content), OSError
         raise ConfigError(f"policy bundle {path}: cannot read normalizer.npz ({_first_line(e)})") from None
-    missing = [k for k in NORMALIZER_KEYS if k not in norm]
+    missing = [k for k in POLICY_CLASSES[policy_class(man)] if k not in norm]
     if missing:
         raise ConfigError(f"policy bundle {path}: normalizer.npz lacks {', '.join(missing)}")
     return man, state, norm
+
+
+def policy_class(manifest: dict) -> str:
+    """The policy class a manifest records (format 1 bundles hold ``mlp`` policies)."""
+    return manifest.get("policy_class", "mlp") if manifest.get("format_version", 1) >= 2 else "mlp"
 
 
 def _first_line(e: BaseException) -> str:

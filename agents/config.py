@@ -9,6 +9,10 @@ from metacurr.config import from_dict, load_yaml, merge, to_dict
 from metacurr.errors import ConfigError, choices_error
 
 VEC_ENVS = ("dummy", "subproc", "batched")
+#: Policy networks: ``mlp`` (SB3's MlpPolicy over the padded vector, VecNormalize per entry) or
+#: ``equivariant`` (`metacurr.agents.equivariant_policy`: one shared network per stage, any stage count,
+#: normaliser per feature inside the policy).
+POLICIES = ("mlp", "equivariant")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,9 @@ class EnvConfig:
     """Reward on a diverging step."""
     hide_features: list = field(default_factory=list)
     """Indicators the policy never sees (reported as 0; feature ablations such as ``[grad_align]``)."""
+    observation_version: int = 2
+    """Observation layout: 2 (absolute indicators) or 3 (relative to the run itself, scale-free;
+    `metacurr.envs.relative_observation`). Layout 3 needs ``vec_env: dummy`` or ``subproc``."""
     device: str = "cpu"
     """Torch device of the inner runs (cpu, cuda, cuda:N). With ``vec_env: batched`` on a GPU the N
     inner models train as one program on the accelerator; the PPO learner itself stays on the CPU."""
@@ -49,6 +56,7 @@ class EnvConfig:
             "divergence_penalty": self.divergence_penalty,
             "device": self.device,
             "hide_features": self.hide_features if isinstance(self.hide_features, str) else list(self.hide_features),
+            "observation_version": self.observation_version,
         }
 
 
@@ -96,6 +104,9 @@ class AgentConfig:
 
     name: str = "agent"
     env: EnvConfig = field(default_factory=EnvConfig)
+    policy: str = "mlp"
+    """``mlp`` or ``equivariant`` (`POLICIES`). The equivariant policy's ``ppo.policy_kwargs``: hidden
+    (width, 64), fallback (none / shrink), fallback_z ([a, b]), activation_fn, log_std_init, ortho_init."""
     ppo: dict = field(default_factory=dict)
     """Keyword arguments of stable_baselines3.PPO (learning_rate, n_steps, batch_size, gamma, ent_coef,
     policy_kwargs: {net_arch: [64, 64]}, ...)."""
@@ -130,6 +141,11 @@ def validate(cfg: AgentConfig) -> AgentConfig:
     get_distribution(cfg.env.distribution)
     if cfg.train.vec_env not in VEC_ENVS:
         raise choices_error("vec_env", cfg.train.vec_env, VEC_ENVS)
+    if cfg.policy not in POLICIES:
+        raise choices_error("policy", cfg.policy, POLICIES)
+    if cfg.env.observation_version != 2 and cfg.train.vec_env == "batched":
+        raise ConfigError(f"env.observation_version {cfg.env.observation_version!r} needs the run's history, which the batched "
+                          "env does not keep; use observation_version: 2 or vec_env: dummy / subproc")
     for k in ("total_timesteps", "n_envs", "checkpoint_every", "eval_seeds", "threads"):
         if getattr(cfg.train, k) <= 0:
             raise ConfigError(f"train.{k} must be positive, got {getattr(cfg.train, k)}")
@@ -179,7 +195,7 @@ def _deep_checks(cfg: AgentConfig) -> None:
     from metacurr.errors import ConfigError
 
     try:  # env.max_stages: 0 would otherwise silently mean "the distribution's largest stage count"
-        ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features))
+        ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features), version=cfg.env.observation_version)
     except ConfigError as e:
         raise ConfigError(f"config.env.{e}") from None
     pk = ppo_kwargs(cfg).get("policy_kwargs") or {}
@@ -188,6 +204,10 @@ def _deep_checks(cfg: AgentConfig) -> None:
     act = pk.get("activation_fn", "tanh")
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise ConfigError(f"unknown ppo.policy_kwargs.activation_fn {act!r}; valid choices: {', '.join(ACTIVATIONS)}")
+    if cfg.policy == "equivariant":
+        from metacurr.agents.equivariant_policy import check_equivariant_kwargs
+
+        check_equivariant_kwargs(pk)
     from metacurr.evaluation.task_sets import HELDOUT_SETS, TASK_SETS, get_task_set
 
     get_task_set(cfg.train.eval_tasks)  # a typo fails now, not at the first periodic evaluation
@@ -195,10 +215,27 @@ def _deep_checks(cfg: AgentConfig) -> None:
         allowed = [t for t in TASK_SETS if t not in HELDOUT_SETS]
         raise ConfigError(f"train.eval_tasks {cfg.train.eval_tasks!r} is a held-out task set: the periodic evaluation feeds "
                           f"sweeps, which must not tune on held-out tasks; valid choices: {', '.join(allowed)}")
-    _check_ppo(cfg, {**pk, "activation_fn": ACTIVATIONS[act]})
+    _check_ppo(cfg)
 
 
-def _check_ppo(cfg, policy_kwargs: dict) -> None:
+def policy_args(cfg: AgentConfig) -> tuple:
+    """(SB3 policy class or name, policy_kwargs with the activation resolved to its class)."""
+    from metacurr.agents.policy_controller import ACTIVATIONS
+
+    pk = dict(ppo_kwargs(cfg).get("policy_kwargs") or {})
+    pk["activation_fn"] = ACTIVATIONS[pk.get("activation_fn", "tanh")]
+    if cfg.policy == "mlp":
+        return "MlpPolicy", pk
+    from metacurr.agents.equivariant_policy import StageEquivariantPolicy, layout_kwargs
+    from metacurr.controllers.mapping import WeightMapping
+    from metacurr.envs.observation import ObservationSpec
+
+    spec = ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features), version=cfg.env.observation_version)
+    pk.pop("net_arch", None)
+    return StageEquivariantPolicy, {**pk, **layout_kwargs(spec, WeightMapping(**cfg.env.mapping))}
+
+
+def _check_ppo(cfg) -> None:
     """Build the PPO model once on throw-away envs (no data is loaded): SB3 checks its own arguments
     (n_steps, batch_size, learning_rate, net_arch, ...) with asserts and TypeErrors deep inside."""
     import warnings
@@ -215,7 +252,8 @@ def _check_ppo(cfg, policy_kwargs: dict) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            PPO("MlpPolicy", venv, device="cpu", verbose=0, policy_kwargs=policy_kwargs, **kw)
+            policy, policy_kwargs = policy_args(cfg)
+            PPO(policy, venv, device="cpu", verbose=0, policy_kwargs=policy_kwargs, **kw)
     except ConfigError:
         raise
     except Exception as e:  # AssertionError, TypeError, ValueError from SB3 / torch

@@ -1,7 +1,8 @@
 """PPO training of a rebalancing policy: `train_agent(cfg, out)`.
 
-SB3 PPO on `RebalanceEnv` copies (``dummy`` / ``subproc`` / ``batched`` vector envs) with observation
-and reward normalisation (VecNormalize), periodic resumable checkpoints, resume, optional periodic
+SB3 PPO on `RebalanceEnv` copies (``dummy`` / ``subproc`` / ``batched`` vector envs) with reward
+normalisation (VecNormalize) and observation normalisation (VecNormalize per entry for the ``mlp``
+policy; per feature inside the ``equivariant`` policy), periodic resumable checkpoints, resume, optional periodic
 evaluation against ``heuristic``, a progress bar, TensorBoard, and a policy bundle at the end.
 
 Interruption: SIGINT / SIGTERM write a checkpoint and return cleanly (``status="interrupted"``);
@@ -51,6 +52,8 @@ def make_vec_env(cfg: AgentConfig, n_envs: int | None = None, kind: str | None =
         from metacurr.envs.sharded import ShardedBatchedVecEnv
 
         kw["compile"] = cfg.train.batched_compile
+        if kw.pop("observation_version") != 2:  # validate() refuses it; the batched env builds layout 2 only
+            raise ConfigError("the batched env builds observation layout 2 only")
         procs = min(cfg.train.batched_processes, n)
         venv = ShardedBatchedVecEnv(n, processes=procs, **kw) if procs > 1 else BatchedRebalanceVecEnv(n_envs=n, **kw)
     elif kind == "subproc" and n > 1:
@@ -93,19 +96,29 @@ class _Checkpointer:
 
 
 def _save_norm(path: Path, venv) -> None:
+    """VecNormalize's statistics (the equivariant policy keeps its observation statistics itself)."""
     import io
 
-    rms = venv.obs_rms
+    stats = {"ret_mean": venv.ret_rms.mean, "ret_var": venv.ret_rms.var, "ret_count": np.float64(venv.ret_rms.count)}
+    if venv.norm_obs:
+        rms = venv.obs_rms
+        stats.update(mean=rms.mean, var=rms.var, count=np.float64(rms.count))
     buf = io.BytesIO()
-    np.savez(buf, mean=rms.mean, var=rms.var, count=np.float64(rms.count), ret_mean=venv.ret_rms.mean,
-             ret_var=venv.ret_rms.var, ret_count=np.float64(venv.ret_rms.count))
+    np.savez(buf, **stats)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def _load_norm(path: Path, venv) -> None:
     with np.load(path, allow_pickle=False) as z:
-        venv.obs_rms.mean, venv.obs_rms.var, venv.obs_rms.count = z["mean"], z["var"], float(z["count"])
+        if venv.norm_obs:
+            venv.obs_rms.mean, venv.obs_rms.var, venv.obs_rms.count = z["mean"], z["var"], float(z["count"])
         venv.ret_rms.mean, venv.ret_rms.var, venv.ret_rms.count = z["ret_mean"], z["ret_var"], float(z["ret_count"])
+
+
+def _obs_spec(cfg: AgentConfig):
+    from metacurr.envs.observation import ObservationSpec
+
+    return ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features), version=cfg.env.observation_version)
 
 
 def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
@@ -114,11 +127,12 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
 
     from metacurr.agents.policy_controller import PolicyController
     from metacurr.controllers.mapping import WeightMapping
-    from metacurr.envs.observation import ObservationSpec
 
+    if cfg.policy == "equivariant":
+        return PolicyController(copy.deepcopy(model.policy).cpu(), _obs_spec(cfg), WeightMapping(**cfg.env.mapping), name=name)
     return PolicyController(
         copy.deepcopy(model.policy).cpu(),
-        ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features)),
+        _obs_spec(cfg),
         WeightMapping(**cfg.env.mapping),
         venv.obs_rms.mean.copy(),
         venv.obs_rms.var.copy(),
@@ -131,35 +145,39 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
 def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | None = None) -> Path:
     from metacurr.agents.bundle import save_bundle
     from metacurr.controllers.mapping import WeightMapping
-    from metacurr.envs.observation import ObservationSpec
 
     pk = dict(ppo_kwargs(cfg).get("policy_kwargs") or {})
-    pk.setdefault("net_arch", [64, 64])
     if "activation_fn" in pk and not isinstance(pk["activation_fn"], str):
         raise ConfigError("policy_kwargs.activation_fn must be a name (tanh, relu)")
+    obs_spec = _obs_spec(cfg)
+    mapping = WeightMapping(**cfg.env.mapping)
+    if cfg.policy == "equivariant":
+        from metacurr.agents.equivariant_policy import layout_kwargs
+
+        pk.pop("net_arch", None)
+        pk.update(layout_kwargs(obs_spec, mapping))
+        normalizer = {**model.policy.normalizer_state(), "clip": np.float64(model.policy.clip_obs), "epsilon": np.float64(1e-8)}
+        stages = {"min": 1, "max": None, "handling": "one shared network per stage: any stage count"}
+    else:
+        pk.setdefault("net_arch", [64, 64])
+        normalizer = {"mean": venv.obs_rms.mean, "var": venv.obs_rms.var, "clip": np.float64(venv.clip_obs),
+                      "epsilon": np.float64(venv.epsilon)}
+        stages = {"min": 1, "max": cfg.env.max_stages,
+                  "handling": "padded to max_stages with a mask; actions beyond the curriculum's stages are ignored"}
     tmp_zip = out / ".model_for_bundle.zip"
     model.save(tmp_zip)
-    obs_spec = ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features))
     manifest = {
+        "policy_class": cfg.policy,
         "observation": obs_spec.to_dict(),
-        "mapping": WeightMapping(**cfg.env.mapping).to_dict(),
-        "n_stages": {"min": 1, "max": cfg.env.max_stages},
-        "stage_handling": "padded to max_stages with a mask; actions beyond the curriculum's stages are ignored",
+        "mapping": mapping.to_dict(),
+        "n_stages": {"min": stages["min"], "max": stages["max"]},
+        "stage_handling": stages["handling"],
         "policy_kwargs": pk,
         "training_config": cfg.to_dict(),
         **(extra or {}),
     }
     state = {k: v.detach().cpu() for k, v in model.policy.state_dict().items()}
-    path = save_bundle(
-        out / "policy",
-        policy_state=state,
-        obs_mean=venv.obs_rms.mean,
-        obs_var=venv.obs_rms.var,
-        clip_obs=venv.clip_obs,
-        epsilon=venv.epsilon,
-        manifest=manifest,
-        model_zip=tmp_zip,
-    )
+    path = save_bundle(out / "policy", policy_state=state, normalizer=normalizer, manifest=manifest, model_zip=tmp_zip)
     tmp_zip.unlink(missing_ok=True)
     return path
 
@@ -195,21 +213,20 @@ def train_agent(
         log.warning("no checkpoint in %s; starting from scratch", out / "checkpoints")
     atomic_write_yaml(out / "config.yaml", cfg.to_dict())
 
-    venv = VecNormalize(make_vec_env(cfg), norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=ppo_kwargs(cfg)["gamma"])
+    from metacurr.agents.config import policy_args
+
+    venv = VecNormalize(make_vec_env(cfg), norm_obs=cfg.policy == "mlp", norm_reward=True, clip_obs=10.0,
+                        gamma=ppo_kwargs(cfg)["gamma"])
     kw = ppo_kwargs(cfg)
     if latest is not None:
         zip_path, norm_path, done = latest
         model = PPO.load(zip_path, env=venv, device="cpu", tensorboard_log=str(out / "tb"))
         _load_norm(norm_path, venv)
     else:
-        pk = dict(kw.pop("policy_kwargs", {}) or {})
-        act = pk.pop("activation_fn", "tanh")
-        from metacurr.agents.policy_controller import ACTIVATIONS
-
-        if act not in ACTIVATIONS:
-            raise ConfigError(f"unknown ppo.policy_kwargs.activation_fn {act!r}; valid choices: {', '.join(ACTIVATIONS)}")
-        model = PPO("MlpPolicy", venv, seed=cfg.train.seed, device="cpu", verbose=0,
-                    tensorboard_log=str(out / "tb"), policy_kwargs={**pk, "activation_fn": ACTIVATIONS[act]}, **kw)
+        kw.pop("policy_kwargs", None)
+        policy, policy_kwargs = policy_args(cfg)
+        model = PPO(policy, venv, seed=cfg.train.seed, device="cpu", verbose=0,
+                    tensorboard_log=str(out / "tb"), policy_kwargs=policy_kwargs, **kw)
         done = 0
 
     stop = {"signal": None}
@@ -250,8 +267,17 @@ def train_agent(
     status = "finished"
     try:
         remaining = total - model.num_timesteps
+        callbacks = [Loop()]
+        if cfg.policy == "equivariant":
+            from stable_baselines3.common.callbacks import CallbackList
+
+            from metacurr.agents.equivariant_policy import StageNormalizerCallback
+
+            callbacks = CallbackList([StageNormalizerCallback(), *callbacks])
+        else:
+            callbacks = callbacks[0]
         if remaining > 0:
-            model.learn(total_timesteps=remaining, callback=Loop(), reset_num_timesteps=latest is None,
+            model.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=latest is None,
                         tb_log_name="ppo", progress_bar=False)
         if stop["signal"] is not None:
             status = "interrupted"
