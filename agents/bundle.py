@@ -194,6 +194,32 @@ def load_bundle(path: str | Path) -> tuple[dict, dict, dict]:
     return man, state, norm
 
 
+def derive_bundle(src: str | Path, dst: str | Path, policy_kwargs: dict, note: str = "") -> Path:
+    """Copy a bundle with some ``policy_kwargs`` changed (e.g. ``{"fallback": "shrink"}``): the same
+    weights and normaliser, another inference setting. The weight files and their checksums are copied
+    unchanged; the manifest records ``derived_from``. ``model.zip`` keeps the kwargs it was trained with.
+    """
+    src, dst = Path(src), Path(dst)
+    man = read_manifest(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.tmp-"))
+    try:
+        os.chmod(tmp, DIR_MODE)
+        for f in sorted(src.iterdir()):
+            if f.name != "manifest.json" and f.is_file():
+                shutil.copyfile(f, tmp / f.name)
+        man = {**man, "policy_kwargs": {**dict(man.get("policy_kwargs") or {}), **policy_kwargs},
+               "derived_from": {"bundle": str(src), "changed": sorted(policy_kwargs), "note": note}}
+        (tmp / "manifest.json").write_text(dumps(man, indent=2, sort_keys=True) + "\n")
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
+
+
 def policy_class(manifest: dict) -> str:
     """The policy class a manifest records (format 1 bundles hold ``mlp`` policies)."""
     return manifest.get("policy_class", "mlp") if manifest.get("format_version", 1) >= 2 else "mlp"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from metacurr.config import from_dict, load_yaml, merge, to_dict
 from metacurr.errors import ConfigError, choices_error
 
-VEC_ENVS = ("dummy", "subproc", "batched")
+VEC_ENVS = ("dummy", "subproc", "batched", "grouped")
 #: Policy networks: ``mlp`` (SB3's MlpPolicy over the padded vector, VecNormalize per entry) or
 #: ``equivariant`` (`metacurr.agents.equivariant_policy`: one shared network per stage, any stage count,
 #: normaliser per feature inside the policy).
@@ -39,7 +39,7 @@ class EnvConfig:
     """Indicators the policy never sees (reported as 0; feature ablations such as ``[grad_align]``)."""
     observation_version: int = 2
     """Observation layout: 2 (absolute indicators) or 3 (relative to the run itself, scale-free;
-    `metacurr.envs.relative_observation`). Layout 3 needs ``vec_env: dummy`` or ``subproc``."""
+    `metacurr.envs.relative_observation`; any vec_env)."""
     device: str = "cpu"
     """Torch device of the inner runs (cpu, cuda, cuda:N). With ``vec_env: batched`` on a GPU the N
     inner models train as one program on the accelerator; the PPO learner itself stays on the CPU."""
@@ -69,7 +69,9 @@ class TrainConfig:
     n_envs: int = 4
     """Parallel environments."""
     vec_env: str = "subproc"
-    """dummy (one process), subproc (one process per env) or batched (N inner models in one program)."""
+    """dummy (one process), subproc (one process per env), batched (N inner models in one program) or
+    grouped (one batched program per (family, arch, stage count) of the distribution, n_envs split evenly:
+    trains across architectures and stage counts at batched speed; `metacurr.envs.vec`)."""
     seed: int = 0
     """Agent-training seed (must be < 10000: evaluation seeds are disjoint)."""
     checkpoint_every: int = 2_000
@@ -143,9 +145,14 @@ def validate(cfg: AgentConfig) -> AgentConfig:
         raise choices_error("vec_env", cfg.train.vec_env, VEC_ENVS)
     if cfg.policy not in POLICIES:
         raise choices_error("policy", cfg.policy, POLICIES)
-    if cfg.env.observation_version != 2 and cfg.train.vec_env == "batched":
-        raise ConfigError(f"env.observation_version {cfg.env.observation_version!r} needs the run's history, which the batched "
-                          "env does not keep; use observation_version: 2 or vec_env: dummy / subproc")
+    if cfg.train.vec_env == "grouped":
+        from metacurr.envs.task_distribution import get_distribution as _get
+        from metacurr.envs.vec import task_groups
+
+        n_groups = len(task_groups(_get(cfg.env.distribution)))
+        if cfg.train.n_envs % n_groups:
+            raise ConfigError(f"vec_env: grouped needs train.n_envs to be a multiple of the {n_groups} (family, arch, stage count) "
+                              f"groups of distribution {cfg.env.distribution!r}, got {cfg.train.n_envs}")
     for k in ("total_timesteps", "n_envs", "checkpoint_every", "eval_seeds", "threads"):
         if getattr(cfg.train, k) <= 0:
             raise ConfigError(f"train.{k} must be positive, got {getattr(cfg.train, k)}")

@@ -41,25 +41,41 @@ def _make_env(env_kwargs: dict, subprocess: bool):
 
 
 def make_vec_env(cfg: AgentConfig, n_envs: int | None = None, kind: str | None = None):
-    """The training vector env (not yet normalised)."""
+    """The training vector env (not yet normalised).
+
+    Layout-3 observations are computed from the envs' layout-2 rows by `RelativeObservationVecEnv`, so
+    every kind of vector env serves both layouts.
+    """
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
 
     n = n_envs or cfg.train.n_envs
     kind = kind or cfg.train.vec_env
     kw = cfg.env.env_kwargs()
+    version = kw.pop("observation_version")
+    if version != 2:
+        kw["hide_features"] = []
     if kind == "batched":
         from metacurr.envs.batched import BatchedRebalanceVecEnv
         from metacurr.envs.sharded import ShardedBatchedVecEnv
 
         kw["compile"] = cfg.train.batched_compile
-        if kw.pop("observation_version") != 2:  # validate() refuses it; the batched env builds layout 2 only
-            raise ConfigError("the batched env builds observation layout 2 only")
         procs = min(cfg.train.batched_processes, n)
         venv = ShardedBatchedVecEnv(n, processes=procs, **kw) if procs > 1 else BatchedRebalanceVecEnv(n_envs=n, **kw)
+    elif kind == "grouped":
+        from metacurr.envs.task_distribution import get_distribution
+        from metacurr.envs.vec import grouped_batched_env
+
+        kw["distribution"] = get_distribution(kw["distribution"])
+        venv = grouped_batched_env(n, **kw)
     elif kind == "subproc" and n > 1:
         venv = SubprocVecEnv([functools.partial(_make_env, kw, True) for _ in range(n)], start_method="spawn")
     else:
         venv = DummyVecEnv([functools.partial(_make_env, kw, False) for _ in range(n)])
+    if version != 2:
+        from metacurr.envs.vec import RelativeObservationVecEnv
+
+        v3 = _obs_spec(cfg)
+        venv = RelativeObservationVecEnv(venv, v3.with_version(2), v3)
     return VecMonitor(venv)
 
 

@@ -98,6 +98,10 @@ class ObservationSpec:
         """The same layout with another number of stage slots."""
         return replace(self, max_stages=max_stages)
 
+    def with_version(self, version: int) -> ObservationSpec:
+        """The same slots in another layout, with no hidden features."""
+        return replace(self, version=version, hidden=())
+
     def tracker(self) -> ObservationTracker:
         """A per-run observation builder (layout 3 needs the run's history; layout 2 does not)."""
         return ObservationTracker(self)
@@ -147,6 +151,13 @@ class ObservationSpec:
         obs = np.concatenate([g, per.reshape(n_rows, -1), mask], axis=1)
         return np.clip(np.nan_to_num(obs, nan=0.0), -self.clip, self.clip).astype(np.float32)
 
+    def unpad(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of `pad` for one row: (per-stage (n, F) of the real stages, globals (G,))."""
+        g, f, m = len(self.global_features), len(self.stage_features), self.max_stages
+        row = np.asarray(row, dtype=np.float64)
+        n = int(round(row[g + m * f:].sum()))
+        return row[g:g + m * f].reshape(m, f)[:n], row[:g]
+
     def pad(self, stage: np.ndarray, glob: np.ndarray) -> np.ndarray:
         """Already-computed feature rows (n_stages, F) and (G,) -> one padded, masked, clipped row."""
         n = stage.shape[0]
@@ -187,6 +198,7 @@ class ObservationTracker:
     def __init__(self, spec: ObservationSpec):
         self.spec = spec
         self.relative = RelativeTracker(spec.window) if spec.version == 3 else None
+        self.v2 = spec.with_version(2)
 
     def reset(self) -> None:
         if self.relative is not None:
@@ -196,5 +208,5 @@ class ObservationTracker:
         """The observation of ``state`` (the first state after `reset` is the run's start)."""
         if self.relative is None:
             return self.spec.build(state)
-        stage, glob = self.relative.features(state)
-        return self.spec.pad(stage, glob)
+        stage, glob = self.v2.unpad(self.v2.build(state))
+        return self.spec.pad(*self.relative.features(stage, glob))

@@ -14,6 +14,11 @@ Version 3 keeps only quantities that do not depend on those scales:
 
 The per-stage weight enters as ``log(S w)`` (0 = the uniform share), so stage counts look alike too.
 Building a row needs the run's history, so observations come from a `RelativeTracker` (one per run).
+
+A v3 row is a function of the run's layout-2 rows (which hold every indicator; ``log1p`` entries are
+inverted), so the same arithmetic serves a single env, a `PolicyController` and
+`metacurr.envs.vec.RelativeObservationVecEnv`, which turns any layout-2 vector env (the batched one included) into a
+layout-3 one.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections import deque
 
 import numpy as np
 
-from metacurr.monitors.state import LearningState
+from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES
 
 #: Per-stage features of layout v3, in vector order.
 STAGE_FEATURES_V3: tuple[str, ...] = (
@@ -65,8 +70,20 @@ def _centre(x: np.ndarray) -> np.ndarray:
     return x - x.mean()
 
 
+#: Layout-2 entries stored as log1p(x).
+_LOG1P = ("grad_norm", "grad_var", "total_grad_norm")
+
+
+def decode_v2(stage: np.ndarray, glob: np.ndarray) -> tuple[dict, dict]:
+    """Layout-2 feature rows ((n, len(STAGE_FEATURES)), (len(GLOBAL_FEATURES),)) -> raw indicator dicts."""
+    st = {k: (np.expm1(stage[:, i].astype(np.float64)) if k in _LOG1P else stage[:, i].astype(np.float64))
+          for i, k in enumerate(STAGE_FEATURES)}
+    gl = {k: (float(np.expm1(glob[i])) if k in _LOG1P else float(glob[i])) for i, k in enumerate(GLOBAL_FEATURES)}
+    return st, gl
+
+
 class RelativeTracker:
-    """Builds v3 rows for one run: remembers the first state and the last ``window`` states.
+    """Builds v3 rows for one run from its layout-2 rows: remembers the first and the last ``window``.
 
     Args:
         window: control steps the trends look back over.
@@ -78,51 +95,50 @@ class RelativeTracker:
 
     def reset(self) -> None:
         """Forget the run (call at the start of every run)."""
-        self.first: LearningState | None = None
-        self.history: deque[LearningState] = deque(maxlen=self.window + 1)
+        self.first: tuple[dict, dict] | None = None
+        self.history: deque[tuple[dict, dict]] = deque(maxlen=self.window + 1)
 
-    def features(self, state: LearningState) -> tuple[np.ndarray, np.ndarray]:
-        """(per-stage array (n_stages, len(STAGE_FEATURES_V3)), globals (len(GLOBAL_FEATURES_V3),)).
+    def features(self, stage_v2: np.ndarray, glob_v2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One control step's layout-2 rows -> (per-stage (n, len(STAGE_FEATURES_V3)), globals (len(GLOBAL_FEATURES_V3),)).
 
-        The first state a tracker sees after `reset` is the run's start.
+        The first rows a tracker sees after `reset` are the run's start.
         """
-        if self.first is None or self.first.n_stages != state.n_stages:
-            self.first = state
+        cur = decode_v2(np.asarray(stage_v2), np.asarray(glob_v2))
+        n = len(cur[0]["weight"])
+        if self.first is None or len(self.first[0]["weight"]) != n:
+            self.first = cur
             self.history.clear()
-        self.history.append(state)
-        first, back = self.first, self.history[0]
-        s, n = state.stage, state.n_stages
+        self.history.append(cur)
+        (s, g), (s0, g0), (sb, gb) = cur, self.first, self.history[0]
 
         def vs_stages(key: str, log: bool = True) -> np.ndarray:
-            v = np.asarray(s[key], dtype=np.float64)
-            return _centre(_log(v) if log else v)
+            return _centre(_log(s[key]) if log else s[key])
 
         loss = _log(s["loss"])
         per = {
-            "log_weight": np.log(np.maximum(n * np.asarray(s["weight"], dtype=np.float64), _TINY)),
+            "log_weight": np.log(np.maximum(n * s["weight"], _TINY)),
             "loss_vs_stages": _centre(loss),
-            "loss_vs_start": loss - _log(first.stage["loss"]),
-            "loss_trend": loss - _log(back.stage["loss"]),
+            "loss_vs_start": loss - _log(s0["loss"]),
+            "loss_trend": loss - _log(sb["loss"]),
             "train_loss_vs_stages": vs_stages("train_loss"),
             "train_vs_probe": _log(s["train_loss"]) - loss,
             "acc_vs_stages": vs_stages("acc", log=False),
-            "acc_vs_start": np.asarray(s["acc"], dtype=np.float64) - np.asarray(first.stage["acc"], dtype=np.float64),
+            "acc_vs_start": s["acc"] - s0["acc"],
             "entropy_vs_stages": vs_stages("entropy", log=False),
-            "entropy_trend": np.asarray(s["entropy"], dtype=np.float64) - np.asarray(back.stage["entropy"], dtype=np.float64),
+            "entropy_trend": s["entropy"] - sb["entropy"],
             "confidence_vs_stages": vs_stages("confidence", log=False),
             "grad_norm_vs_stages": vs_stages("grad_norm"),
-            "grad_norm_vs_start": _log(s["grad_norm"]) - _log(first.stage["grad_norm"]),
+            "grad_norm_vs_start": _log(s["grad_norm"]) - _log(s0["grad_norm"]),
             "grad_var_vs_stages": vs_stages("grad_var"),
-            "drift_vs_stages": _centre(np.log(np.maximum(np.asarray(s["drift"], dtype=np.float64), 0.0) + 1e-3)),
+            "drift_vs_stages": _centre(np.log(np.maximum(s["drift"], 0.0) + 1e-3)),
             "ece_vs_stages": vs_stages("ece", log=False),
-            "grad_align": np.asarray(s["grad_align"], dtype=np.float64),
+            "grad_align": s["grad_align"],
         }
-        g, g0, gb = state.glob, first.glob, back.glob
         glob = {
-            "progress": float(g["progress"]),
+            "progress": g["progress"],
             "val_loss_vs_start": float(_log(g["val_loss"]) - _log(g0["val_loss"])),
             "val_loss_trend": float(_log(g["val_loss"]) - _log(gb["val_loss"])),
-            "val_acc_vs_start": float(g["val_acc"] - g0["val_acc"]),
+            "val_acc_vs_start": g["val_acc"] - g0["val_acc"],
             "total_grad_norm_vs_start": float(_log(g["total_grad_norm"]) - _log(g0["total_grad_norm"])),
         }
         stage = np.stack([per[k] for k in STAGE_FEATURES_V3], axis=1)
