@@ -221,13 +221,21 @@ class StageEquivariantPolicy(ActorCriticPolicy):
             buf.copy_(v)
 
     # -- networks -----------------------------------------------------------------------------------
-    def _heads(self, obs: torch.Tensor):
-        """(action means (B, M) with padded slots 0, values (B, 1), mask (B, M), fallback blend (B,))."""
+    def _heads(self, obs: torch.Tensor, positions: torch.Tensor | None = None):
+        """(action means (B, M) with padded slots 0, values (B, 1), mask (B, M), fallback blend (B,)).
+
+        ``positions`` (B, M): each slot's relative position; default ``k / (S - 1)`` for slot k of S real
+        stages (0 for one stage). Given explicitly, the network is a function of the set of (stage
+        features, position) pairs: permuting both permutes the actions.
+        """
         gz, sz, mask, _, stage = self._normalise(obs)
         b, m, _ = sz.shape
         n = mask.sum(1, keepdim=True)
-        k = torch.arange(m, dtype=torch.float64, device=obs.device)[None, :].expand(b, m)
-        pos = torch.where(n > 1, k / (n - 1).clamp(min=1.0), torch.zeros_like(k))
+        if positions is None:
+            k = torch.arange(m, dtype=torch.float64, device=obs.device)[None, :].expand(b, m)
+            pos = torch.where(n > 1, k / (n - 1).clamp(min=1.0), torch.zeros_like(k))
+        else:
+            pos = positions.to(torch.float64)
         x = torch.cat([sz, pos[..., None], gz[:, None, :].expand(b, m, gz.shape[1])], dim=2).float()
         h = self.act_phi(self.phi(x))  # (B, M, H)
         mk = mask[..., None].float()
@@ -275,10 +283,14 @@ class StageEquivariantPolicy(ActorCriticPolicy):
         return self._heads(obs)[1]
 
     @torch.no_grad()
-    def deterministic_action(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw observations (B, D) with any slot count -> (actions (B, M) in [-1, 1], fallback blend (B,))."""
+    def deterministic_action(self, obs: np.ndarray, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw observations (B, D) with any slot count -> (actions (B, M) in [-1, 1], fallback blend (B,)).
+
+        ``positions``: explicit relative positions (B, M) instead of ``k / (S - 1)`` (see `_heads`).
+        """
         t = torch.as_tensor(np.asarray(obs, dtype=np.float32)).reshape(-1, np.asarray(obs).shape[-1])
-        mean, _, _, lam = self._heads(t)
+        pos = None if positions is None else torch.as_tensor(np.asarray(positions, dtype=np.float64)).reshape(t.shape[0], -1)
+        mean, _, _, lam = self._heads(t, pos)
         return mean.clamp(-1.0, 1.0).double().numpy(), lam.double().numpy()
 
 
@@ -298,7 +310,9 @@ class StageNormalizerCallback(BaseCallback):
     """Folds each rollout's observations into the policy's normaliser just before the next rollout.
 
     Updating between iterations (not during one) keeps a rollout and the PPO epochs that train on it
-    on the same statistics, so PPO's probability ratios start at 1.
+    on the same statistics, so PPO's probability ratios start at 1. The first rollout sees the initial
+    statistics (mean 0, variance 1); the last rollout's observations are never folded in, so the saved
+    policy normalises exactly as it did in its last update.
     """
 
     def __init__(self):
