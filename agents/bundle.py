@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from metacurr.errors import ConfigError
-from metacurr.io import DIR_MODE, dumps, fsync_dir
+from metacurr.io import DIR_MODE, atomic_write_bytes, dumps, fsync_dir
 
 FORMAT_VERSION = 2
 #: Bundle format versions this metacurr reads.
@@ -207,7 +207,7 @@ def derive_bundle(src: str | Path, dst: str | Path, policy_kwargs: dict, note: s
         os.chmod(tmp, DIR_MODE)
         for f in sorted(src.iterdir()):
             if f.name != "manifest.json" and f.is_file():
-                shutil.copyfile(f, tmp / f.name)
+                atomic_write_bytes(tmp / f.name, f.read_bytes())
         man = {**man, "policy_kwargs": {**dict(man.get("policy_kwargs") or {}), **policy_kwargs},
                "derived_from": {"bundle": str(src), "changed": sorted(policy_kwargs), "note": note}}
         (tmp / "manifest.json").write_text(dumps(man, indent=2, sort_keys=True) + "\n")

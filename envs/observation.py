@@ -69,8 +69,8 @@ class ObservationSpec:
         valid = list(self.global_features) + [f for f in self.stage_features if f not in self.global_features]
         for h in self.hidden:
             if h not in valid:
-                raise ConfigError(f"unknown observation feature {h!r} to hide in layout v{self.version}; "
-                                  f"valid choices: {', '.join(valid)}")
+                raise ConfigError(f"unknown observation feature {h!r} to hide; valid choices: {', '.join(valid)} "
+                                  f"(layout v{self.version})")
         object.__setattr__(self, "hidden", tuple(self.hidden))
 
     @property

@@ -28,7 +28,7 @@ def test_layout_3_names_sizes_and_errors():
     assert ObservationSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(ConfigError, match="valid choices: 2, 3"):
         ObservationSpec(version=4)
-    with pytest.raises(ConfigError, match="in layout v3"):
+    with pytest.raises(ConfigError, match=r"to hide; valid choices: progress, val_loss_vs_start.*\(layout v3\)"):
         ObservationSpec(version=3, hidden=("entropy",))  # a layout-2 name
     with pytest.raises(ConfigError, match="tracker"):
         spec.build(_state(np.random.default_rng(0), 3, 0))
