@@ -58,6 +58,23 @@ def paired_rows(results_csv: Path, labels: dict[str, list[str]], reference: str 
     return rows
 
 
+def fallback_changes(results_csv: Path, pairs: list[tuple[str, str]]) -> tuple[int, int]:
+    """(runs whose final weights the fallback changed, runs compared): same weights, fallback off vs on."""
+    import numpy as np
+    import pandas as pd
+
+    df = pd.read_csv(results_csv)
+    wcols = [c for c in df.columns if c.startswith("final_w")]
+    changed = total = 0
+    for plain, fb in pairs:
+        a = df[df.controller == plain].set_index(["task", "seed"])[wcols]
+        b = df[df.controller == fb].set_index(["task", "seed"])[wcols].reindex(a.index)
+        diff = np.abs(np.nan_to_num(a.to_numpy()) - np.nan_to_num(b.to_numpy())).max(axis=1) > 1e-9
+        changed += int(diff.sum())
+        total += len(diff)
+    return changed, total
+
+
 def table(rows: list[dict]) -> str:
     def ci(t):
         return f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]"
@@ -154,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             labels[reference] = [reference]
         labels.update({k: v for k, v in agents.items() if v})
         text.append(f"## `{t}`\n\n{table(paired_rows(folder / 'results.csv', labels))}\n")
+        if agents["learned + fallback"]:
+            changed, total = fallback_changes(folder / "results.csv", list(zip(agents["learned"], agents["learned + fallback"])))
+            text.append(f"The fallback changed the final weights of {changed} of {total} runs (the others never left its support).\n")
     (out / "summary.md").write_text("\n".join(text))
     print("\n".join(text))
     return 0
