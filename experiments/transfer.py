@@ -8,7 +8,7 @@ fallback toward uniform, next to the shipped policy and the baselines, paired wi
 Agents train into OUT/agents/seedS (skipped when the bundle exists, resumed from a checkpoint
 otherwise); the fallback variant of each (the same weights, ``fallback`` of the YAML) is written to
 OUT/agents/seedS/policy-fallback. Each task set is evaluated into OUT/eval/SET (``metacurr evaluate``:
-report.md, results.csv, stats.json); OUT/summary.md tabulates, per set and controller, the paired
+report.md, results.csv, stats.json); OUT/summary-SETS.md tabulates, per set and controller, the paired
 difference of final val accuracy against uniform [95% CI] per agent seed and pooled over the agent
 seeds, with the spread of the per-seed means. Rerun with the same --out to resume. Choose designs on
 ``validation`` only; held-out sets are for the design once fixed.
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         if agents["learned + fallback"]:
             changed, total = fallback_changes(folder / "results.csv", list(zip(agents["learned"], agents["learned + fallback"])))
             text.append(f"The fallback changed the final weights of {changed} of {total} runs (the others never left its support).\n")
-    (out / "summary.md").write_text("\n".join(text))
+    (out / f"summary-{'+'.join(sets)}.md").write_text("\n".join(text))
     print("\n".join(text))
     return 0
 
