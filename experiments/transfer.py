@@ -75,6 +75,20 @@ def fallback_changes(results_csv: Path, pairs: list[tuple[str, str]]) -> tuple[i
     return changed, total
 
 
+def per_task(results_csv: Path, labels: dict[str, list[str]], metric: str = "final_val_acc") -> str:
+    """Markdown: mean ``metric`` per task (rows) and controller group (columns; agent seeds averaged)."""
+    import pandas as pd
+
+    df = pd.read_csv(results_csv)
+    groups = {"uniform": ["uniform"], **labels}
+    tasks = sorted(df.task.unique())
+    out = ["| task | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
+    for t in tasks:
+        cells = [f"{df[(df.task == t) & df.controller.isin(c)][metric].mean():.3f}" for c in groups.values()]
+        out.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def table(rows: list[dict]) -> str:
     def ci(t):
         return f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]"
@@ -171,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             labels[reference] = [reference]
         labels.update({k: v for k, v in agents.items() if v})
         text.append(f"## `{t}`\n\n{table(paired_rows(folder / 'results.csv', labels))}\n")
+        text.append(f"Mean final val accuracy per task (agent seeds averaged):\n\n{per_task(folder / 'results.csv', labels)}\n")
         if agents["learned + fallback"]:
             changed, total = fallback_changes(folder / "results.csv", list(zip(agents["learned"], agents["learned + fallback"])))
             text.append(f"The fallback changed the final weights of {changed} of {total} runs (the others never left its support).\n")
