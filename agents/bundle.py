@@ -7,8 +7,14 @@ Layout of ``DIR/policy/``::
                       SHA-256 of every other file, and ``manifest_sha256``: a SHA-256 of the manifest
                       itself (its canonical JSON without that key)
     policy.pt         the actor-critic's state_dict (loaded with torch.load(weights_only=True))
-    normalizer.npz    observation-normaliser statistics (mean, var, clip, epsilon)
+    normalizer.npz    observation-normaliser statistics: per observation entry (mean, var, clip, epsilon)
+                      for the ``mlp`` policy; per feature, shared by the stages, for the ``equivariant``
+                      policy (`metacurr.agents.equivariant_policy.NORMALIZER_STATE_KEYS`, clip, epsilon)
     model.zip         the full SB3 model, for continued training / inspection (not read for inference)
+
+Format version 2: the manifest names its ``policy_class`` (``mlp`` or ``equivariant``) and carries its
+own checksum. Format 1 bundles (no manifest checksum) are refused with one line: reading them would let
+an edited manifest pass by claiming the old format.
 
 Trust model: inference reads only ``policy.pt`` (weights only: no code runs on load), ``normalizer.npz``
 (``allow_pickle=False``) and ``manifest.json``, after checking the manifest's own checksum and every
@@ -34,13 +40,19 @@ import torch
 
 import metacurr
 from metacurr.errors import ConfigError
-from metacurr.io import DIR_MODE, dumps, fsync_dir
+from metacurr.io import DIR_MODE, atomic_write_bytes, dumps, fsync_dir
 
 FORMAT_VERSION = 2
 #: The manifest key holding the manifest's own checksum.
 MANIFEST_SUM = "manifest_sha256"
 INFERENCE_FILES = ("policy.pt", "normalizer.npz")
 NORMALIZER_KEYS = ("mean", "var", "clip", "epsilon")
+#: Policy classes a bundle may hold, and the normaliser keys each needs.
+POLICY_CLASSES = {
+    "mlp": NORMALIZER_KEYS,
+    "equivariant": ("global_mean", "global_var", "count", "stage_mean", "stage_var", "stage_count",
+                    "score_mean", "score_var", "score_count", "clip", "epsilon"),
+}
 
 
 def sha256(path: Path) -> str:
@@ -71,14 +83,18 @@ def save_bundle(
     path: str | Path,
     *,
     policy_state: dict,
-    obs_mean: np.ndarray,
-    obs_var: np.ndarray,
-    clip_obs: float,
-    epsilon: float,
     manifest: dict,
+    obs_mean: np.ndarray | None = None,
+    obs_var: np.ndarray | None = None,
+    clip_obs: float | None = None,
+    epsilon: float | None = None,
+    normalizer: dict | None = None,
     model_zip: str | Path | None = None,
 ) -> Path:
     """Write a bundle atomically: everything goes to a temp folder (fsynced) that then replaces ``path``.
+
+    The normaliser is either ``normalizer`` (a dict of arrays, as the policy class needs) or the four
+    VecNormalize values ``obs_mean, obs_var, clip_obs, epsilon``.
 
     A folder cannot be renamed over a non-empty one, so an existing bundle is first renamed aside
     (``.NAME.old-PID``), the new one renamed in, and the old one removed. If the swap fails, the old
@@ -92,7 +108,9 @@ def save_bundle(
     try:
         os.chmod(tmp, DIR_MODE)  # mkdtemp makes 0700 folders; a bundle is meant to be shared
         torch.save(policy_state, tmp / "policy.pt")
-        np.savez(tmp / "normalizer.npz", mean=obs_mean, var=obs_var, clip=np.float64(clip_obs), epsilon=np.float64(epsilon))
+        if normalizer is None:
+            normalizer = {"mean": obs_mean, "var": obs_var, "clip": np.float64(clip_obs), "epsilon": np.float64(epsilon)}
+        np.savez(tmp / "normalizer.npz", **normalizer)
         if model_zip is not None:
             shutil.copyfile(model_zip, tmp / "model.zip")
         files = {f.name: sha256(f) for f in sorted(tmp.iterdir())}
@@ -142,9 +160,13 @@ def read_manifest(path: str | Path) -> dict:
     if not isinstance(man, dict) or not isinstance(man.get("files", {}), dict):
         raise ConfigError(f"policy bundle {path}: manifest.json is not a bundle manifest (expected a JSON object with files)")
     if man.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"policy bundle {path}: format_version {man.get('format_version')!r}, this metacurr reads {FORMAT_VERSION}")
+        why = " (format 1 carries no manifest checksum)" if man.get("format_version") == 1 else ""
+        raise ConfigError(f"policy bundle {path}: format_version {man.get('format_version')!r}, this metacurr reads "
+                          f"{FORMAT_VERSION}{why}; retrain it or load it with the metacurr that wrote it")
     if man.get(MANIFEST_SUM) != manifest_digest(man):
         raise ConfigError(f"policy bundle {path}: checksum mismatch for manifest.json (corrupted or modified)")
+    if policy_class(man) not in POLICY_CLASSES:
+        raise ConfigError(f"policy bundle {path}: unknown policy_class {man.get('policy_class')!r}; valid choices: {', '.join(POLICY_CLASSES)}")
     files = man.get("files", {})
     for name in sorted({*INFERENCE_FILES, *files}):
         f = path / name
@@ -175,10 +197,41 @@ def load_bundle(path: str | Path) -> tuple[dict, dict, dict]:
             norm = {k: z[k] for k in z.files}
     except Exception as e:  # BadZipFile, ValueError (pickled content), OSError
         raise ConfigError(f"policy bundle {path}: cannot read normalizer.npz ({_first_line(e)})") from None
-    missing = [k for k in NORMALIZER_KEYS if k not in norm]
+    missing = [k for k in POLICY_CLASSES[policy_class(man)] if k not in norm]
     if missing:
         raise ConfigError(f"policy bundle {path}: normalizer.npz lacks {', '.join(missing)}")
     return man, state, norm
+
+
+def derive_bundle(src: str | Path, dst: str | Path, policy_kwargs: dict, note: str = "") -> Path:
+    """Copy a bundle with some ``policy_kwargs`` changed (e.g. ``{"fallback": "shrink"}``): the same
+    weights and normaliser, another inference setting. The weight files and their checksums are copied
+    unchanged; the manifest records ``derived_from``. ``model.zip`` keeps the kwargs it was trained with.
+    """
+    src, dst = Path(src), Path(dst)
+    man = read_manifest(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.tmp-"))
+    try:
+        os.chmod(tmp, DIR_MODE)
+        for f in sorted(src.iterdir()):
+            if f.name != "manifest.json" and f.is_file():
+                atomic_write_bytes(tmp / f.name, f.read_bytes())
+        man = {**man, "policy_kwargs": {**dict(man.get("policy_kwargs") or {}), **policy_kwargs},
+               "derived_from": {"bundle": str(src), "changed": sorted(policy_kwargs), "note": note}}
+        (tmp / "manifest.json").write_text(dumps(man, indent=2, sort_keys=True) + "\n")
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
+
+
+def policy_class(manifest: dict) -> str:
+    """The policy class a manifest records (``mlp`` when it names none)."""
+    return manifest.get("policy_class", "mlp")
 
 
 def _first_line(e: BaseException) -> str:

@@ -39,21 +39,29 @@ CONFIG_FILE = "run-config.json"
 #: run's name) may change between a run and its resume.
 TRAINED_KEYS = ("env", "ppo", "train.seed", "train.n_envs")
 NORM_KEYS = ("mean", "var", "count", "ret_mean", "ret_var", "ret_count")
+#: Keys every checkpoint's normaliser file holds (the observation keys only with VecNormalize's norm_obs).
+REQUIRED_NORM_KEYS = ("ret_mean", "ret_var", "ret_count")
 
 
 def save_norm(path: Path, venv) -> None:
-    """The VecNormalize statistics of a checkpoint (``.norm.npz``), written atomically."""
-    rms = venv.obs_rms
+    """The VecNormalize statistics of a checkpoint (``.norm.npz``), written atomically.
+
+    Observation statistics only where VecNormalize keeps them (``norm_obs``): the equivariant policy
+    normalises its observations itself, and its statistics travel in the model zip."""
+    stats = {"ret_mean": venv.ret_rms.mean, "ret_var": venv.ret_rms.var, "ret_count": np.float64(venv.ret_rms.count)}
+    if venv.norm_obs:
+        rms = venv.obs_rms
+        stats.update(mean=rms.mean, var=rms.var, count=np.float64(rms.count))
     buf = io.BytesIO()
-    np.savez(buf, mean=rms.mean, var=rms.var, count=np.float64(rms.count), ret_mean=venv.ret_rms.mean,
-             ret_var=venv.ret_rms.var, ret_count=np.float64(venv.ret_rms.count))
+    np.savez(buf, **stats)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def load_norm(path: Path, venv) -> None:
     """Restore `save_norm`'s statistics into ``venv``."""
     with np.load(path, allow_pickle=False) as z:
-        venv.obs_rms.mean, venv.obs_rms.var, venv.obs_rms.count = z["mean"], z["var"], float(z["count"])
+        if venv.norm_obs:
+            venv.obs_rms.mean, venv.obs_rms.var, venv.obs_rms.count = z["mean"], z["var"], float(z["count"])
         venv.ret_rms.mean, venv.ret_rms.var, venv.ret_rms.count = z["ret_mean"], z["ret_var"], float(z["ret_count"])
 
 
@@ -88,7 +96,8 @@ def _complete(zip_path: Path) -> bool:
             if z.testzip() is not None or "policy.pth" not in z.namelist():
                 return False
         with np.load(norm, allow_pickle=False) as n:
-            return all(k in n.files for k in NORM_KEYS)
+            return all(k in n.files for k in REQUIRED_NORM_KEYS) and (
+                all(k in n.files for k in NORM_KEYS) or not any(k in n.files for k in NORM_KEYS[:3]))
     except (OSError, ValueError, zipfile.BadZipFile, EOFError):
         return False
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from metacurr.agents.equivariant_policy import StageEquivariantPolicy, check_equivariant_kwargs, layout_kwargs
 from metacurr.agents.policy_controller import ACTIVATIONS
 from metacurr.config import from_dict, load_yaml, merge, to_dict
 from metacurr.envs.observation import ObservationSpec
@@ -18,8 +19,13 @@ from metacurr.errors import ConfigError, choices_error
 from metacurr.evaluation.task_sets import HELDOUT_SETS, TASK_SETS, get_task_set
 from metacurr.seeds import EVAL_SEED_BASE
 from metacurr.validation import check_finite, check_limit, check_threads
+from metacurr.weights import WeightMapping
 
-VEC_ENVS = ("dummy", "subproc", "batched")
+VEC_ENVS = ("dummy", "subproc", "batched", "grouped")
+#: Policy networks: ``mlp`` (SB3's MlpPolicy over the padded vector, VecNormalize per entry) or
+#: ``equivariant`` (`metacurr.agents.equivariant_policy`: one shared network per stage, any stage count,
+#: normaliser per feature inside the policy).
+POLICIES = ("mlp", "equivariant")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class EnvConfig:
     """Reward on a diverging step."""
     hide_features: list = field(default_factory=list)
     """Indicators the policy never sees (reported as 0; feature ablations such as ``[grad_align]``)."""
+    observation_version: int = 2
+    """Observation layout: 2 (absolute indicators) or 3 (relative to the run itself, scale-free;
+    `metacurr.envs.relative_observation`; any vec_env)."""
     device: str = "cpu"
     """Torch device of the inner runs (cpu, cuda, cuda:N). With ``vec_env: batched`` on a GPU the N
     inner models train as one program on the accelerator; the PPO learner itself stays on the CPU."""
@@ -60,6 +69,7 @@ class EnvConfig:
             "divergence_penalty": self.divergence_penalty,
             "device": self.device,
             "hide_features": self.hide_features if isinstance(self.hide_features, str) else list(self.hide_features),
+            "observation_version": self.observation_version,
         }
 
 
@@ -72,7 +82,9 @@ class TrainConfig:
     n_envs: int = 4
     """Parallel environments."""
     vec_env: str = "subproc"
-    """dummy (one process), subproc (one process per env) or batched (N inner models in one program)."""
+    """dummy (one process), subproc (one process per env), batched (N inner models in one program) or
+    grouped (one batched program per (family, arch, stage count) of the distribution, n_envs split evenly:
+    trains across architectures and stage counts at batched speed; `metacurr.envs.vec`)."""
     seed: int = 0
     """Agent-training seed (must be < 10000: evaluation seeds are disjoint)."""
     checkpoint_every: int = 2_000
@@ -107,6 +119,9 @@ class AgentConfig:
 
     name: str = "agent"
     env: EnvConfig = field(default_factory=EnvConfig)
+    policy: str = "mlp"
+    """``mlp`` or ``equivariant`` (`POLICIES`). The equivariant policy's ``ppo.policy_kwargs``: hidden
+    (width, 64), fallback (none / shrink), fallback_z ([a, b]), activation_fn, log_std_init, ortho_init."""
     ppo: dict = field(default_factory=dict)
     """Keyword arguments of stable_baselines3.PPO (learning_rate, n_steps, batch_size, gamma, ent_coef,
     policy_kwargs: {net_arch: [64, 64]}, ...)."""
@@ -136,6 +151,16 @@ def validate(cfg: AgentConfig) -> AgentConfig:
     get_distribution(cfg.env.distribution)
     if cfg.train.vec_env not in VEC_ENVS:
         raise choices_error("vec_env", cfg.train.vec_env, VEC_ENVS)
+    if cfg.policy not in POLICIES:
+        raise choices_error("policy", cfg.policy, POLICIES)
+    if cfg.train.vec_env == "grouped":
+        from metacurr.envs.task_distribution import get_distribution as _get
+        from metacurr.envs.vec import task_groups
+
+        n_groups = len(task_groups(_get(cfg.env.distribution)))
+        if cfg.train.n_envs % n_groups:
+            raise ConfigError(f"vec_env: grouped needs train.n_envs to be a multiple of the {n_groups} (family, arch, stage count) "
+                              f"groups of distribution {cfg.env.distribution!r}, got {cfg.train.n_envs}")
     for k in ("total_timesteps", "n_envs", "checkpoint_every", "eval_seeds", "threads"):
         if getattr(cfg.train, k) <= 0:
             raise ConfigError(f"train.{k} must be positive, got {getattr(cfg.train, k)}")
@@ -203,7 +228,7 @@ def ppo_kwargs(cfg: AgentConfig) -> dict:
 def _deep_checks(cfg: AgentConfig) -> None:
     """Checks training would otherwise only hit after writing into the run folder."""
     try:  # env.max_stages: 0 would otherwise silently mean "the distribution's largest stage count"
-        ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features))
+        ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features), version=cfg.env.observation_version)
     except ConfigError as e:
         raise ConfigError(f"config.env.{e}") from None
     pk = ppo_kwargs(cfg).get("policy_kwargs") or {}
@@ -212,16 +237,29 @@ def _deep_checks(cfg: AgentConfig) -> None:
     act = pk.get("activation_fn", "tanh")
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise ConfigError(f"unknown ppo.policy_kwargs.activation_fn {act!r}; valid choices: {', '.join(ACTIVATIONS)}")
+    if cfg.policy == "equivariant":
+        check_equivariant_kwargs(pk)
 
     get_task_set(cfg.train.eval_tasks)  # a typo fails now, not at the first periodic evaluation
     if cfg.train.eval_tasks in HELDOUT_SETS:
         allowed = [t for t in TASK_SETS if t not in HELDOUT_SETS]
         raise ConfigError(f"train.eval_tasks {cfg.train.eval_tasks!r} is a held-out task set: the periodic evaluation feeds "
                           f"sweeps, which must not tune on held-out tasks; valid choices: {', '.join(allowed)}")
-    _check_ppo(cfg, {**pk, "activation_fn": ACTIVATIONS[act]})
+    _check_ppo(cfg)
 
 
-def _check_ppo(cfg, policy_kwargs: dict) -> None:
+def policy_args(cfg: AgentConfig) -> tuple:
+    """(SB3 policy class or name, policy_kwargs with the activation resolved to its class)."""
+    pk = dict(ppo_kwargs(cfg).get("policy_kwargs") or {})
+    pk["activation_fn"] = ACTIVATIONS[pk.get("activation_fn", "tanh")]
+    if cfg.policy == "mlp":
+        return "MlpPolicy", pk
+    spec = ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features), version=cfg.env.observation_version)
+    pk.pop("net_arch", None)
+    return StageEquivariantPolicy, {**pk, **layout_kwargs(spec, WeightMapping(**cfg.env.mapping))}
+
+
+def _check_ppo(cfg) -> None:
     """Build the PPO model once on throw-away envs (no data is loaded): SB3 checks its own arguments
     (n_steps, batch_size, learning_rate, net_arch, ...) with asserts and TypeErrors deep inside."""
     kw = {k: v for k, v in ppo_kwargs(cfg).items() if k != "policy_kwargs"}
@@ -230,7 +268,8 @@ def _check_ppo(cfg, policy_kwargs: dict) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            PPO("MlpPolicy", venv, device="cpu", verbose=0, policy_kwargs=policy_kwargs, **kw)
+            policy, policy_kwargs = policy_args(cfg)
+            PPO(policy, venv, device="cpu", verbose=0, policy_kwargs=policy_kwargs, **kw)
     except ConfigError:
         raise
     except Exception as e:  # AssertionError, TypeError, ValueError from SB3 / torch

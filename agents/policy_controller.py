@@ -4,6 +4,10 @@ It builds observations with the same `ObservationSpec` and moves weights with th
 as the environment it was trained in, so it acts identically inside and outside the env — in
 `metacurr train`, `metacurr evaluate`, or a user's own PyTorch loop (feed it `LearningState`s).
 
+Two policy classes: ``mlp`` (SB3's MlpPolicy over the padded vector, with VecNormalize statistics per
+entry; serves up to the bundle's ``max_stages``) and ``equivariant``
+(`metacurr.agents.equivariant_policy`: normaliser inside the policy; serves any stage count).
+
 References: ``policy:PATH`` (a bundle folder), ``policy:default`` (the bundle shipped in the package),
 ``wandb:ENTITY/PROJECT/NAME:VERSION`` (a bundle logged as a W&B artifact; needs W&B online).
 """
@@ -18,11 +22,11 @@ import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 import metacurr
-from metacurr.agents.bundle import load_bundle
+from metacurr.agents.bundle import load_bundle, policy_class
 from metacurr.controllers.base import Controller
-from metacurr.envs.observation import ObservationSpec
+from metacurr.envs.observation import LAYOUTS, ObservationSpec
 from metacurr.errors import ConfigError
-from metacurr.monitors.state import GLOBAL_FEATURES, STAGE_FEATURES, LearningState
+from metacurr.monitors.state import LearningState
 from metacurr.tracking import fetch_artifact
 from metacurr.validation import check_observation
 from metacurr.weights import WeightMapping
@@ -46,15 +50,34 @@ def build_policy(obs_size: int, act_size: int, policy_kwargs: dict):
     return ActorCriticPolicy(obs_space, act_space, lambda _: 0.0, activation_fn=ACTIVATIONS[act], **kw)
 
 
+def build_equivariant_policy(spec: ObservationSpec, policy_kwargs: dict):
+    """Rebuild a `StageEquivariantPolicy` from a bundle's recorded kwargs (no pickle involved)."""
+    import gymnasium as gym
+
+    from metacurr.agents.equivariant_policy import StageEquivariantPolicy
+
+    kw = dict(policy_kwargs)
+    act = kw.pop("activation_fn", "tanh")
+    if act not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {act!r} in bundle; valid choices: {', '.join(ACTIVATIONS)}")
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (spec.size,), np.float32)
+    act_space = gym.spaces.Box(-1.0, 1.0, (spec.max_stages,), np.float32)
+    return StageEquivariantPolicy(obs_space, act_space, lambda _: 0.0, activation_fn=ACTIVATIONS[act], **kw)
+
+
 class PolicyController(Controller):
     """A learned rebalancing policy as a controller.
 
     Args:
-        policy: an SB3 ``ActorCriticPolicy``.
+        policy: an SB3 ``ActorCriticPolicy`` (MlpPolicy) or a `StageEquivariantPolicy`.
         obs_spec: the observation layout it was trained on.
         mapping: the action -> weight mapping it was trained with.
-        obs_mean, obs_var, clip_obs, epsilon: the observation normaliser (VecNormalize statistics).
+        obs_mean, obs_var, clip_obs, epsilon: the MlpPolicy's observation normaliser (VecNormalize
+            statistics); the equivariant policy normalises inside itself and takes none.
         name: label in reports.
+
+    ``last_fallback`` holds the equivariant policy's fallback blend of the last action (0 = its own
+    action, 1 = the move back to uniform; always 0 without ``fallback: shrink``).
 
     For the open-loop ablation (indicators frozen, only progress and weights move) wrap it:
     ``--controllers open-loop:policy:PATH`` (`metacurr.evaluation.masking`).
@@ -67,8 +90,8 @@ class PolicyController(Controller):
         policy,
         obs_spec: ObservationSpec,
         mapping: WeightMapping,
-        obs_mean: np.ndarray,
-        obs_var: np.ndarray,
+        obs_mean: np.ndarray | None = None,
+        obs_var: np.ndarray | None = None,
         clip_obs: float = 10.0,
         epsilon: float = 1e-8,
         name: str = "policy",
@@ -76,34 +99,57 @@ class PolicyController(Controller):
         self.policy = policy.eval()
         self.obs_spec = obs_spec
         self.mapping = mapping
+        self.name = name
+        self.equivariant = hasattr(policy, "deterministic_action")
+        self.last_fallback = 0.0
+        self.tracker = obs_spec.tracker()
+        if self.equivariant:
+            return
+        if obs_mean is None or obs_var is None:
+            raise ConfigError("an MlpPolicy needs its observation normaliser (obs_mean, obs_var)")
         self.obs_mean = np.asarray(obs_mean, dtype=np.float64)
         self.obs_std = np.sqrt(np.asarray(obs_var, dtype=np.float64) + epsilon)
         self.clip_obs = float(clip_obs)
-        self.name = name
         if self.obs_mean.shape != (obs_spec.size,):
             raise ConfigError(f"normaliser has {self.obs_mean.shape[0]} entries but the observation layout has {obs_spec.size}")
 
     def check_stages(self, n_stages: int) -> None:
-        self.obs_spec.check_stages(n_stages)
+        if not self.equivariant:
+            self.obs_spec.check_stages(n_stages)
+        elif n_stages < 1:
+            raise ConfigError(f"a curriculum needs at least 1 stage, got {n_stages}")
 
     def reset(self, n_stages: int, rng: np.random.Generator) -> np.ndarray:
-        self.obs_spec.check_stages(n_stages)
+        self.check_stages(n_stages)
+        # The equivariant policy reads any slot count: beyond the trained layout the slots grow with the
+        # curriculum; up to it they stay the env's layout, so it acts exactly as in training.
+        spec = self.obs_spec.with_max_stages(max(n_stages, self.obs_spec.max_stages)) if self.equivariant else self.obs_spec
+        self.tracker = spec.tracker()
+        self.tracker.reset()
+        self.last_fallback = 0.0
         return super().reset(n_stages, rng)
 
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
-        layout = f"{self.obs_spec.max_stages} stage slots, v{self.obs_spec.version}"
-        z = (check_observation(obs, self.obs_spec.size, layout) - self.obs_mean) / self.obs_std
+        """The MlpPolicy's input (the equivariant policy normalises inside itself: returned unchanged)."""
+        obs = check_observation(obs, self.obs_spec.size, f"{self.obs_spec.max_stages} stage slots, v{self.obs_spec.version}")
+        if self.equivariant:
+            return np.asarray(obs, dtype=np.float32)
+        z = (obs - self.obs_mean) / self.obs_std
         return np.clip(z, -self.clip_obs, self.clip_obs).astype(np.float32)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic action for a raw (unnormalised) observation."""
+        if self.equivariant:
+            action, lam = self.policy.deterministic_action(self.normalize_obs(obs)[None])
+            self.last_fallback = float(lam[0])
+            return action[0]
         action, _ = self.policy.predict(self.normalize_obs(obs), deterministic=True)
         return np.asarray(action, dtype=np.float64)
 
     def update(self, state: LearningState) -> np.ndarray:
         if state.n_stages != self.n_stages:
             raise ConfigError(f"state has {state.n_stages} stages, controller was reset for {self.n_stages}")
-        a = self.act(self.obs_spec.build(state))
+        a = self.act(self.tracker.build(state))
         self.weights = self.mapping.apply(self.weights, a[: self.n_stages])
         return self.weights.copy()
 
@@ -116,21 +162,26 @@ def load_bundle_controller(path: str | Path, name: str | None = None) -> PolicyC
     """Load a bundle folder as a PolicyController (checks manifest, layout and checksums)."""
     path = Path(path)
     man, state_dict, norm = load_bundle(path)
+    obs = man.get("observation", {})
+    version = obs.get("version") if isinstance(obs, dict) else None
+    if version not in LAYOUTS:
+        raise ConfigError(f"policy bundle {path}: its observation layout (v{version}) is not one this metacurr builds "
+                          f"(v{', v'.join(map(str, LAYOUTS))}); retrain it")
     try:
-        obs = man.get("observation", {})
-        spec = ObservationSpec(max_stages=int(obs.get("max_stages", 0)), clip=float(obs.get("clip", 1e4)),
-                               version=int(obs.get("version", 0)), hidden=tuple(obs.get("hidden") or ()))
-    except ConfigError:
-        raise
+        spec = ObservationSpec.from_dict(obs)
+    except ConfigError as e:
+        raise ConfigError(f"policy bundle {path}: {e}") from None
     except (AttributeError, TypeError, ValueError) as e:
         raise ConfigError(f"policy bundle {path}: malformed observation entry in manifest.json ({e})") from None
-    if spec.version != ObservationSpec().version or obs.get("feature_names") != spec.feature_names():
+    if obs.get("feature_names") != spec.feature_names():
         raise ConfigError(
-            f"policy bundle {path}: its observation layout (v{obs.get('version')}) does not match this metacurr's "
-            f"(v{ObservationSpec().version}, globals {list(GLOBAL_FEATURES)}, per-stage {list(STAGE_FEATURES)}); retrain it"
+            f"policy bundle {path}: its observation layout (v{version}) does not match this metacurr's layout v{version} "
+            f"(globals {list(spec.global_features)}, per-stage {list(spec.stage_features)}); retrain it"
         )
+    cls = policy_class(man)
     try:
-        policy = build_policy(spec.size, spec.max_stages, dict(man.get("policy_kwargs") or {}))
+        kw = dict(man.get("policy_kwargs") or {})
+        policy = build_equivariant_policy(spec, kw) if cls == "equivariant" else build_policy(spec.size, spec.max_stages, kw)
         mapping = WeightMapping(**dict(man.get("mapping") or {}))
     except ConfigError:
         raise
@@ -140,6 +191,12 @@ def load_bundle_controller(path: str | Path, name: str | None = None) -> PolicyC
         policy.load_state_dict(state_dict)
     except RuntimeError as e:
         raise ConfigError(f"policy bundle {path}: weights do not fit the recorded architecture ({str(e).splitlines()[0]})") from None
+    if cls == "equivariant":
+        try:
+            policy.load_normalizer_state(norm)
+        except ConfigError as e:
+            raise ConfigError(f"policy bundle {path}: normalizer.npz: {e}") from None
+        return PolicyController(policy, spec, mapping, name=name or f"policy:{path}")
     return PolicyController(
         policy,
         spec,

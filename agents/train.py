@@ -1,7 +1,8 @@
 """PPO training of a rebalancing policy: `train_agent(cfg, out)`.
 
-SB3 PPO on `RebalanceEnv` copies (``dummy`` / ``subproc`` / ``batched`` vector envs) with observation
-and reward normalisation (VecNormalize), periodic resumable checkpoints, resume, optional periodic
+SB3 PPO on `RebalanceEnv` copies (``dummy`` / ``subproc`` / ``batched`` vector envs) with reward
+normalisation (VecNormalize) and observation normalisation (VecNormalize per entry for the ``mlp``
+policy; per feature inside the ``equivariant`` policy), periodic resumable checkpoints, resume, optional periodic
 evaluation against ``heuristic``, a progress bar, TensorBoard, and a policy bundle at the end.
 
 Interruption: SIGINT / SIGTERM write a checkpoint and return cleanly (``status="interrupted"``);
@@ -27,8 +28,9 @@ from tqdm import tqdm
 
 from metacurr.agents.bundle import save_bundle
 from metacurr.agents.checkpoints import Checkpointer, load_norm
-from metacurr.agents.config import AgentConfig, ppo_kwargs
-from metacurr.agents.policy_controller import ACTIVATIONS, PolicyController
+from metacurr.agents.config import AgentConfig, policy_args, ppo_kwargs
+from metacurr.agents.equivariant_policy import layout_kwargs
+from metacurr.agents.policy_controller import PolicyController
 from metacurr.config import RunConfig
 from metacurr.controllers import make_controller
 from metacurr.envs.observation import ObservationSpec
@@ -53,10 +55,17 @@ def _make_env(env_kwargs: dict, subprocess: bool):
 
 
 def make_vec_env(cfg: AgentConfig, n_envs: int | None = None, kind: str | None = None):
-    """The training vector env (not yet normalised)."""
+    """The training vector env (not yet normalised).
+
+    Layout-3 observations are computed from the envs' layout-2 rows by `RelativeObservationVecEnv`, so
+    every kind of vector env serves both layouts.
+    """
     n = n_envs or cfg.train.n_envs
     kind = kind or cfg.train.vec_env
     kw = cfg.env.env_kwargs()
+    version = kw.pop("observation_version")
+    if version != 2:
+        kw["hide_features"] = []
     if kind == "batched":
         # Imported here, not at the top: dummy / subproc training never loads the batched engine.
         from metacurr.envs.batched import BatchedRebalanceVecEnv
@@ -65,18 +74,36 @@ def make_vec_env(cfg: AgentConfig, n_envs: int | None = None, kind: str | None =
         kw["compile"] = cfg.train.batched_compile
         procs = min(cfg.train.batched_processes, n)
         venv = ShardedBatchedVecEnv(n, processes=procs, **kw) if procs > 1 else BatchedRebalanceVecEnv(n_envs=n, **kw)
+    elif kind == "grouped":
+        from metacurr.envs.task_distribution import get_distribution
+        from metacurr.envs.vec import grouped_batched_env
+
+        kw["distribution"] = get_distribution(kw["distribution"])
+        venv = grouped_batched_env(n, **kw)
     elif kind == "subproc" and n > 1:
         venv = SubprocVecEnv([functools.partial(_make_env, kw, True) for _ in range(n)], start_method="spawn")
     else:
         venv = DummyVecEnv([functools.partial(_make_env, kw, False) for _ in range(n)])
+    if version != 2:
+        from metacurr.envs.vec import RelativeObservationVecEnv
+
+        v3 = _obs_spec(cfg)
+        venv = RelativeObservationVecEnv(venv, v3.with_version(2), v3)
     return VecMonitor(venv)
+
+
+def _obs_spec(cfg: AgentConfig) -> ObservationSpec:
+    """The observation layout the agent's envs produce."""
+    return ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features), version=cfg.env.observation_version)
 
 
 def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
     """The in-memory policy as a PolicyController (used by the eval callback and to build bundles)."""
+    if cfg.policy == "equivariant":
+        return PolicyController(copy.deepcopy(model.policy).cpu(), _obs_spec(cfg), WeightMapping(**cfg.env.mapping), name=name)
     return PolicyController(
         copy.deepcopy(model.policy).cpu(),
-        ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features)),
+        _obs_spec(cfg),
         WeightMapping(**cfg.env.mapping),
         venv.obs_rms.mean.copy(),
         venv.obs_rms.var.copy(),
@@ -88,40 +115,39 @@ def controller_from_model(model, venv, cfg: AgentConfig, name: str = "policy"):
 
 def save_policy_bundle(out: Path, model, venv, cfg: AgentConfig, extra: dict | None = None) -> Path:
     pk = dict(ppo_kwargs(cfg).get("policy_kwargs") or {})
-    pk.setdefault("net_arch", [64, 64])
     if "activation_fn" in pk and not isinstance(pk["activation_fn"], str):
         raise ConfigError("policy_kwargs.activation_fn must be a name (tanh, relu)")
+    obs_spec = _obs_spec(cfg)
+    mapping = WeightMapping(**cfg.env.mapping)
+    if cfg.policy == "equivariant":
+        pk.pop("net_arch", None)
+        pk.update(layout_kwargs(obs_spec, mapping))
+        normalizer = {**model.policy.normalizer_state(), "clip": np.float64(model.policy.clip_obs), "epsilon": np.float64(1e-8)}
+        stages = {"min": 1, "max": None, "handling": "one shared network per stage: any stage count"}
+    else:
+        pk.setdefault("net_arch", [64, 64])
+        normalizer = {"mean": venv.obs_rms.mean, "var": venv.obs_rms.var, "clip": np.float64(venv.clip_obs),
+                      "epsilon": np.float64(venv.epsilon)}
+        stages = {"min": 1, "max": cfg.env.max_stages,
+                  "handling": "padded to max_stages with a mask; actions beyond the curriculum's stages are ignored"}
     tmp_zip = out / ".model_for_bundle.zip"
     try:
         model.save(tmp_zip)
-        return _save_bundle_files(out, model, venv, cfg, pk, tmp_zip, extra)
+        manifest = {
+            "policy_class": cfg.policy,
+            "observation": obs_spec.to_dict(),
+            "mapping": mapping.to_dict(),
+            "n_stages": {"min": stages["min"], "max": stages["max"]},
+            "stage_handling": stages["handling"],
+            "policy_kwargs": pk,
+            "training_config": cfg.to_dict(),
+            **(extra or {}),
+        }
+        state = {k: v.detach().cpu() for k, v in model.policy.state_dict().items()}
+        return save_bundle(out / "policy", policy_state=state, normalizer=normalizer, manifest=manifest,
+                           model_zip=tmp_zip)
     finally:
         tmp_zip.unlink(missing_ok=True)  # also when the bundle cannot be written (a full disk)
-
-
-def _save_bundle_files(out: Path, model, venv, cfg: AgentConfig, pk: dict, tmp_zip: Path, extra: dict | None) -> Path:
-    obs_spec = ObservationSpec(max_stages=cfg.env.max_stages, hidden=tuple(cfg.env.hide_features))
-    manifest = {
-        "observation": obs_spec.to_dict(),
-        "mapping": WeightMapping(**cfg.env.mapping).to_dict(),
-        "n_stages": {"min": 1, "max": cfg.env.max_stages},
-        "stage_handling": "padded to max_stages with a mask; actions beyond the curriculum's stages are ignored",
-        "policy_kwargs": pk,
-        "training_config": cfg.to_dict(),
-        **(extra or {}),
-    }
-    state = {k: v.detach().cpu() for k, v in model.policy.state_dict().items()}
-    path = save_bundle(
-        out / "policy",
-        policy_state=state,
-        obs_mean=venv.obs_rms.mean,
-        obs_var=venv.obs_rms.var,
-        clip_obs=venv.clip_obs,
-        epsilon=venv.epsilon,
-        manifest=manifest,
-        model_zip=tmp_zip,
-    )
-    return path
 
 
 def train_agent(
@@ -156,20 +182,18 @@ def train_agent(
     ckpt.record_config(cfg.to_dict())
     atomic_write_yaml(out / "config.yaml", cfg.to_dict())
 
-    venv = VecNormalize(make_vec_env(cfg), norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=ppo_kwargs(cfg)["gamma"])
+    venv = VecNormalize(make_vec_env(cfg), norm_obs=cfg.policy == "mlp", norm_reward=True, clip_obs=10.0,
+                        gamma=ppo_kwargs(cfg)["gamma"])
     kw = ppo_kwargs(cfg)
     if latest is not None:
         zip_path, norm_path, done = latest
         model = PPO.load(zip_path, env=venv, device="cpu", tensorboard_log=str(out / "tb"))
         load_norm(norm_path, venv)
     else:
-        pk = dict(kw.pop("policy_kwargs", {}) or {})
-        act = pk.pop("activation_fn", "tanh")
-
-        if act not in ACTIVATIONS:
-            raise ConfigError(f"unknown ppo.policy_kwargs.activation_fn {act!r}; valid choices: {', '.join(ACTIVATIONS)}")
-        model = PPO("MlpPolicy", venv, seed=cfg.train.seed, device="cpu", verbose=0,
-                    tensorboard_log=str(out / "tb"), policy_kwargs={**pk, "activation_fn": ACTIVATIONS[act]}, **kw)
+        kw.pop("policy_kwargs", None)
+        policy, policy_kwargs = policy_args(cfg)
+        model = PPO(policy, venv, seed=cfg.train.seed, device="cpu", verbose=0,
+                    tensorboard_log=str(out / "tb"), policy_kwargs=policy_kwargs, **kw)
         done = 0
 
     stop = {"signal": None}
@@ -208,8 +232,17 @@ def train_agent(
     status = "finished"
     try:
         remaining = total - model.num_timesteps
+        callbacks = [Loop()]
+        if cfg.policy == "equivariant":
+            from stable_baselines3.common.callbacks import CallbackList
+
+            from metacurr.agents.equivariant_policy import StageNormalizerCallback
+
+            callbacks = CallbackList([StageNormalizerCallback(), *callbacks])
+        else:
+            callbacks = callbacks[0]
         if remaining > 0:
-            model.learn(total_timesteps=remaining, callback=Loop(), reset_num_timesteps=latest is None,
+            model.learn(total_timesteps=remaining, callback=callbacks, reset_num_timesteps=latest is None,
                         tb_log_name="ppo", progress_bar=False)
         if stop["signal"] is not None:
             status = "interrupted"

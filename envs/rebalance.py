@@ -1,6 +1,7 @@
 """``metacurr/Rebalance-v0``: one episode = one inner training run; one step = one control step.
 
-* Observation: the learner's `LearningState`, padded to ``max_stages`` with a mask (`ObservationSpec`);
+* Observation: the learner's `LearningState`, padded to ``max_stages`` with a mask (`ObservationSpec`;
+  layout ``observation_version`` 2 = absolute indicators, 3 = relative to the run itself);
   ``env.feature_names`` names every entry.
 * Action: ``Box(-1, 1, (max_stages,))``, mapped to stage weights by the shared `WeightMapping`
   (multiplicative log-space move, EMA smoothing, step bound, floor). Entries beyond the curriculum's
@@ -81,6 +82,7 @@ class RebalanceEnv(gym.Env):
         device: torch device of the inner run.
         hide_features: indicator names the observation always reports as 0 (`ObservationSpec.hidden`).
         render_mode: Gymnasium's render mode; the env draws nothing, so only None.
+        observation_version: observation layout (`ObservationSpec.version`: 2 or 3).
     """
 
     metadata = {"render_modes": []}
@@ -100,6 +102,7 @@ class RebalanceEnv(gym.Env):
         device: str = "cpu",
         hide_features: list[str] | tuple[str, ...] = (),
         render_mode: str | None = None,
+        observation_version: int = 2,
     ):
         super().__init__()
         guard_forked_torch()
@@ -121,7 +124,8 @@ class RebalanceEnv(gym.Env):
         if isinstance(hide_features, str) or not isinstance(hide_features, (list, tuple)):
             raise ConfigError(f"hide_features must be a list of indicator names, got {hide_features!r}")
         self.obs_spec = ObservationSpec(max_stages=max(stage_counts) if max_stages is None else max_stages,
-                                        hidden=tuple(hide_features))
+                                        hidden=tuple(hide_features), version=observation_version)
+        self.obs_tracker = self.obs_spec.tracker()
         for n in stage_counts:
             self.obs_spec.check_stages(n)
         self.monitor_cfg = from_dict(MonitorConfig, monitor or {}, "monitor")
@@ -175,7 +179,8 @@ class RebalanceEnv(gym.Env):
         state = self.run.reset()  # uniform weights
         self._phi = self._potential(state)
         self.start_val_loss = state.glob["val_loss"]
-        return self.obs_spec.build(state), self._info(state)
+        self.obs_tracker.reset()
+        return self.obs_tracker.build(state), self._info(state)
 
     def _info(self, state) -> dict:
         return step_info(self.obs_spec.max_stages, self.run.weights, self.run.diverged, state.glob["val_loss"],
@@ -203,7 +208,7 @@ class RebalanceEnv(gym.Env):
         info = self._info(state)
         if terminated or truncated:
             info["episode_improvement"] = float(self.start_val_loss - state.glob["val_loss"]) if not self.run.diverged else None
-        return self.obs_spec.build(state), float(reward), terminated, truncated, info
+        return self.obs_tracker.build(state), float(reward), terminated, truncated, info
 
     def current_weights(self) -> np.ndarray:
         return normalize(self.weights) if self.weights is not None else None

@@ -101,6 +101,8 @@ DISTRIBUTIONS: dict[str, TaskDistribution] = {
     # trains on all of it. The shipped policy, the main job's agent and the design ablations use it.
     "default-mlp": _mnist1d("default-mlp", ["mlp"]),
     "mixed": _mnist1d("mixed", ["mlp", "cnn"], (2, 3, 4, 5)),
+    # The MLP half of "mixed": stage counts 2-5 for one architecture.
+    "mixed-mlp": _mnist1d("mixed-mlp", ["mlp"], (2, 3, 4, 5)),
     "fixed": TaskDistribution(name="fixed", families={"mnist1d": {"archs": ["mlp"], "params": {}}}, n_stages=(3,)),
 }
 
