@@ -219,6 +219,7 @@ def derive_bundle(src: str | Path, dst: str | Path, policy_kwargs: dict, note: s
                 atomic_write_bytes(tmp / f.name, f.read_bytes())
         man = {**man, "policy_kwargs": {**dict(man.get("policy_kwargs") or {}), **policy_kwargs},
                "derived_from": {"bundle": str(src), "changed": sorted(policy_kwargs), "note": note}}
+        man[MANIFEST_SUM] = manifest_digest(json.loads(dumps(man)))  # a new manifest: signed anew
         (tmp / "manifest.json").write_text(dumps(man, indent=2, sort_keys=True) + "\n")
         if dst.exists():
             shutil.rmtree(dst)

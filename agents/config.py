@@ -15,6 +15,7 @@ from metacurr.config import from_dict, load_yaml, merge, to_dict
 from metacurr.envs.observation import ObservationSpec
 from metacurr.envs.rebalance import RebalanceEnv
 from metacurr.envs.task_distribution import get_distribution
+from metacurr.envs.vec import task_groups
 from metacurr.errors import ConfigError, choices_error
 from metacurr.evaluation.task_sets import HELDOUT_SETS, TASK_SETS, get_task_set
 from metacurr.seeds import EVAL_SEED_BASE
@@ -154,10 +155,8 @@ def validate(cfg: AgentConfig) -> AgentConfig:
     if cfg.policy not in POLICIES:
         raise choices_error("policy", cfg.policy, POLICIES)
     if cfg.train.vec_env == "grouped":
-        from metacurr.envs.task_distribution import get_distribution as _get
-        from metacurr.envs.vec import task_groups
 
-        n_groups = len(task_groups(_get(cfg.env.distribution)))
+        n_groups = len(task_groups(get_distribution(cfg.env.distribution)))
         if cfg.train.n_envs % n_groups:
             raise ConfigError(f"vec_env: grouped needs train.n_envs to be a multiple of the {n_groups} (family, arch, stage count) "
                               f"groups of distribution {cfg.env.distribution!r}, got {cfg.train.n_envs}")

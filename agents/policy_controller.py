@@ -23,6 +23,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 import metacurr
 from metacurr.agents.bundle import load_bundle, policy_class
+from metacurr.agents.equivariant_policy import StageEquivariantPolicy
 from metacurr.controllers.base import Controller
 from metacurr.envs.observation import LAYOUTS, ObservationSpec
 from metacurr.errors import ConfigError
@@ -52,10 +53,6 @@ def build_policy(obs_size: int, act_size: int, policy_kwargs: dict):
 
 def build_equivariant_policy(spec: ObservationSpec, policy_kwargs: dict):
     """Rebuild a `StageEquivariantPolicy` from a bundle's recorded kwargs (no pickle involved)."""
-    import gymnasium as gym
-
-    from metacurr.agents.equivariant_policy import StageEquivariantPolicy
-
     kw = dict(policy_kwargs)
     act = kw.pop("activation_fn", "tanh")
     if act not in ACTIVATIONS:
@@ -131,9 +128,9 @@ class PolicyController(Controller):
 
     def normalize_obs(self, obs: np.ndarray) -> np.ndarray:
         """The MlpPolicy's input (the equivariant policy normalises inside itself: returned unchanged)."""
-        obs = check_observation(obs, self.obs_spec.size, f"{self.obs_spec.max_stages} stage slots, v{self.obs_spec.version}")
-        if self.equivariant:
+        if self.equivariant:  # any stage count: the policy reads the stage slots from the vector's length
             return np.asarray(obs, dtype=np.float32)
+        obs = check_observation(obs, self.obs_spec.size, f"{self.obs_spec.max_stages} stage slots, v{self.obs_spec.version}")
         z = (obs - self.obs_mean) / self.obs_std
         return np.clip(z, -self.clip_obs, self.clip_obs).astype(np.float32)
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+from metacurr.envs.batched import BatchedRebalanceVecEnv
 from metacurr.envs.relative_observation import RelativeTracker
 from metacurr.envs.task_distribution import TaskDistribution
 from metacurr.errors import ConfigError
@@ -31,8 +33,6 @@ class RelativeObservationVecEnv(VecEnvWrapper):
     """
 
     def __init__(self, venv, v2_spec, v3_spec):
-        from gymnasium import spaces
-
         super().__init__(venv, observation_space=spaces.Box(-v3_spec.clip, v3_spec.clip, (v3_spec.size,), np.float32))
         self.v2_spec, self.v3_spec = v2_spec, v3_spec
         self.trackers = [RelativeTracker(v3_spec.window) for _ in range(venv.num_envs)]
@@ -148,8 +148,6 @@ def grouped_batched_env(n_envs: int, distribution: TaskDistribution, **env_kwarg
 
     ``n_envs`` must be a multiple of the number of triples; ``env_kwargs`` as for `BatchedRebalanceVecEnv`.
     """
-    from metacurr.envs.batched import BatchedRebalanceVecEnv
-
     groups = task_groups(distribution)
     if n_envs % len(groups):
         raise ConfigError(f"n_envs = {n_envs} must be a multiple of the {len(groups)} (family, arch, stage count) groups "

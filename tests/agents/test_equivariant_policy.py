@@ -168,18 +168,22 @@ def test_bundle_serves_stage_counts_it_never_saw(eq_run):
         assert w.shape == (n,) and np.isclose(w.sum(), 1.0)
 
 
-def test_old_format_bundle_loads_and_unknown_formats_fail_in_one_line(eq_run, tmp_path):
+def test_mlp_bundle_loads_and_old_or_unknown_formats_fail_in_one_line(eq_run, tmp_path):
+    from metacurr.agents.bundle import MANIFEST_SUM, manifest_digest
     from metacurr.agents.policy_controller import default_bundle_path
 
-    assert json.loads((default_bundle_path() / "manifest.json").read_text())["format_version"] == 1
-    old = load_bundle_controller(default_bundle_path())  # the shipped bundle: format 1, an MlpPolicy
+    assert json.loads((default_bundle_path() / "manifest.json").read_text())["format_version"] == 2
+    old = load_bundle_controller(default_bundle_path())  # the shipped bundle: an MlpPolicy
     assert not old.equivariant and old.act(np.zeros(old.obs_spec.size, np.float32)).shape == (8,)
-    for key, value, msg in (("format_version", 99, "format_version 99, this metacurr reads 1, 2"),
+    for key, value, msg in (("format_version", 99, "format_version 99, this metacurr reads 2;"),
+                            ("format_version", 1, "format_version 1, this metacurr reads 2 .format 1 carries no "
+                                                  "manifest checksum.; retrain it"),
                             ("policy_class", "transformer", "unknown policy_class 'transformer'")):
-        bad = tmp_path / key
+        bad = tmp_path / f"{key}-{value}"
         shutil.copytree(eq_run / "policy", bad)
         man = json.loads((bad / "manifest.json").read_text())
         man[key] = value
+        man[MANIFEST_SUM] = manifest_digest(man)  # re-signed: the edit itself is what is refused
         (bad / "manifest.json").write_text(json.dumps(man))
         with pytest.raises(ConfigError, match=msg) as e:
             load_bundle_controller(bad)
