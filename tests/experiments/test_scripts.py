@@ -38,7 +38,7 @@ def tiny_agent(folder: Path) -> Path:
 def test_every_script_has_a_smoke_test():
     scripts = {p.stem for p in EXPERIMENTS.glob("*.py")}
     tested = {"main_job", "design_ablation", "train_default_policy", "noise_kinds", "heuristic_terms", "custom_loop",
-              "rebuild_default_model_zip"}
+              "rebuild_default_model_zip", "transfer"}
     assert scripts == tested, f"experiments/ scripts without a smoke test: {sorted(scripts - tested)}"
 
 
@@ -73,6 +73,41 @@ def test_design_ablation_trains_each_variant_and_compares_them(tmp_path, capsys)
     assert "| rel |" in text and "| abs |" in text and "Closed-loop minus open-loop" in text
     assert text in capsys.readouterr().out
     assert script("design_ablation").main(["--config", str(design), "--out", str(out), "--only", "nope"]) == 2
+
+
+def tiny_transfer(folder: Path) -> Path:
+    cfg = folder / "transfer.yaml"
+    cfg.write_text(
+        f"base: {tiny_agent(folder)}\n"
+        "agent: {name: tiny-transfer, policy: equivariant, env: {observation_version: 3}, ppo: {policy_kwargs: {hidden: 8}}}\n"
+        "seeds: [1]\n"
+        "fallback: {fallback: shrink, fallback_z: [2.0, 4.0]}\n"
+        "eval: {baselines: uniform, control_steps: 2, inner_steps: 2}\n"
+    )
+    return cfg
+
+
+def test_transfer_trains_derives_the_fallback_and_writes_the_summary(tmp_path, capsys):
+    out = tmp_path / "transfer"
+    argv = ["--config", str(tiny_transfer(tmp_path)), "--out", str(out), "--tasks", "quick", "--seeds", "1",
+            "--workers", "1", "--timesteps", "24"]
+    assert script("transfer").main(argv) == 0
+    printed = capsys.readouterr().out
+    text = (out / "summary-quick.md").read_text()
+    assert "## `quick`" in text and "| learned |" in text and "| learned + fallback |" in text
+    assert "The fallback changed the final weights of" in text and text in printed
+    assert "[transfer] training seed 1 (24 steps)" in printed
+    assert (out / "agents" / "seed1" / "policy-fallback" / "manifest.json").is_file()
+    assert (out / "eval" / "quick" / "report.md").is_file()
+    assert script("transfer").main(argv) == 0  # resumed: nothing trains again, the same summary
+    assert "training seed" not in capsys.readouterr().out and (out / "summary-quick.md").read_text() == text
+
+
+def test_transfer_refuses_a_bad_task_set_in_one_line(tmp_path, capsys):
+    out = tmp_path / "t"
+    assert script("transfer").main(["--config", str(tiny_transfer(tmp_path)), "--out", str(out), "--tasks", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "valid choices" in err and len(err.splitlines()) == 1 and not out.exists()
 
 
 def test_train_default_policy_installs_the_bundle_where_asked(tmp_path, capsys):
