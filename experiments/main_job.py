@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = cli(["evaluate", "--controllers", controllers, "--tasks", task_set, "--seeds", str(args.seeds),
                   "--seed-offset", str(args.seed_offset),
                   "--workers", str(args.workers), "--control-steps", str(args.control_steps),
-                  "--inner-steps", str(args.inner_steps), "--out", str(dest), "--no-progress"])
+                  "--inner-steps", str(args.inner_steps), "--out", str(dest)])
         if rc != 0:
             return rc
         stats = json.loads((dest / "stats.json").read_text())
