@@ -226,7 +226,11 @@ def train_agent(
         def _on_training_start(self) -> None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=model.num_timesteps, desc="PPO", unit="step", disable=not progress, leave=False)
+            from metacurr.agents.progress import planned_timesteps
+
+            # SB3 stops after the rollout that reaches the total: the bar counts the steps it will do.
+            planned = planned_timesteps(model.num_timesteps, total, model.n_steps * model.n_envs)
+            self.bar = tqdm(total=planned, initial=model.num_timesteps, desc="PPO", unit="step", disable=not progress, leave=False)
             self.last_ckpt = model.num_timesteps
             self.last_eval = model.num_timesteps
 
