@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from metacurr.errors import ConfigError
 
 
@@ -43,6 +41,8 @@ def add_threads_arg(p: argparse.ArgumentParser) -> None:
 
 
 def set_threads(n: int) -> None:
+    import torch
+
     torch.set_num_threads(n)
 
 

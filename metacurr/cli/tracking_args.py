@@ -11,8 +11,9 @@ def add_tracking_args(p: argparse.ArgumentParser) -> None:
     """Add ``--wandb {auto,online,offline,disabled}``, ``--group`` and ``--tags``."""
     p.add_argument(
         "--wandb", choices=WANDB_MODES, default="auto",
-        help="W&B logging: auto = online when logged in (WANDB_API_KEY or `wandb login`), else offline "
-             "into OUT/wandb/ (upload later with `wandb sync`); never blocks or fails the run (default auto)",
+        help="W&B logging: auto = online when logged in (WANDB_API_KEY or `wandb login`), else off (the run "
+             "folder keeps every metric); offline = into OUT/wandb/ to upload later with `wandb sync`; "
+             "never blocks or fails the run (default auto)",
     )
     p.add_argument("--group", help="W&B run group (e.g. a study or sweep name)")
     p.add_argument("--tags", action="append", metavar="TAG[,TAG...]",

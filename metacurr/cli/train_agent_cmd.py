@@ -18,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("--batched-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="override train.batched_compile: torch.compile the batched env's inner step and probe pass")
     p.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "disabled", "off"],
-                   help="W&B mode (auto = online when logged in, else offline)")
+                   help="W&B mode (auto = online when logged in, else off; offline = a run to upload later)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from metacurr.cli.common import add_budget_args, add_threads_arg, check_out_dir, nonneg_int, set_threads
@@ -22,6 +21,7 @@ def register(sub) -> None:
     p.add_argument("--config", help="YAML config (task:, controller:, controller_kwargs:, monitor:)")
     p.add_argument("--device", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON line (full precision)")
     add_threads_arg(p)
     add_tracking_args(p)
     p.set_defaults(func=run)
@@ -81,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         tracker.finish(exit_code=0 if ok else 1)  # a crashed run is marked failed in W&B and tracking.json
-    keys = ("final_val_acc", "final_val_loss", "shift_acc", "per_stage_acc", "diverged", "wall_s", "monitor_time_fraction")
-    print(json.dumps({k: summary[k] for k in keys}, default=lambda v: round(v, 4) if isinstance(v, float) else v))
-    print(f"wrote {out}/config.yaml, metrics.jsonl, summary.json, plots/, tracking.json, tb/")
+    from metacurr.cli.summary import human_summary, json_summary
+
+    print(json_summary(summary, out) if args.json else "\n".join(human_summary(summary, out)))
     hint = sync_hint(tracker.wandb_info)
     if hint:
         print(hint)

@@ -146,7 +146,7 @@ def make_tracker(
             tracker.finish()
 
     Args:
-        mode: ``auto`` (online when a W&B API key is configured, else offline; ``WANDB_MODE`` wins when
+        mode: ``auto`` (online when a W&B API key is configured, else disabled; ``WANDB_MODE`` wins when
             set), ``online`` (falls back to offline if the server cannot be reached), ``offline`` or
             ``disabled`` (``off`` also accepted).
         out_dir: the run folder; W&B's files go to ``out_dir/wandb/``.

@@ -224,7 +224,7 @@ def test_disabled_mode_writes_local_files_only(tmp_path):
 def test_resolve_mode(monkeypatch, tmp_path):
     assert resolve_mode("auto") == "offline"  # WANDB_MODE=offline (fixture)
     monkeypatch.delenv("WANDB_MODE")
-    assert resolve_mode("auto") == "offline"  # no key anywhere
+    assert resolve_mode("auto") == "disabled"  # no key anywhere: no W&B run
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert resolve_mode("auto") == "online"
     monkeypatch.delenv("WANDB_API_KEY")
