@@ -18,15 +18,15 @@ def _g(v) -> str:
 
 
 def human_summary(summary: dict, out: Path) -> list[str]:
-    """Three lines: the result, the run's cost, the run folder and what is in it."""
+    """Four lines: the result, per-stage accuracy, the run's cost, the run folder and what is in it."""
     stages = " / ".join(_g(a) for a in summary.get("per_stage_acc") or [])
     result = (f"val accuracy {_g(summary.get('final_val_acc'))}, val loss {_g(summary.get('final_val_loss'))}, "
-              f"shift accuracy {_g(summary.get('shift_acc'))}; per stage (easy -> hard) {stages}")
+              f"shift accuracy {_g(summary.get('shift_acc'))}")
     if summary.get("diverged"):
         result = "DIVERGED; " + result
     frac = summary.get("monitor_time_fraction")
     cost = f"training {_g(summary.get('wall_s'))} s" + (f", monitors {100 * frac:.3g}% of it" if frac is not None else "")
-    return [result, cost, f"run folder: {out} (summary.json, metrics.jsonl, config.yaml, plots/, tb/)"]
+    return [result, f"stage accuracy (easy -> hard): {stages}", cost, f"run folder: {out} (summary.json, metrics.jsonl, config.yaml, plots/, tb/)"]
 
 
 def json_summary(summary: dict, out: Path) -> str:

@@ -16,7 +16,7 @@ def test_human_summary_then_json(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     s = json.loads((out / "summary.json").read_text())
     assert lines[0].startswith(f"val accuracy {s['final_val_acc']:#.3g}") and lines[-1].startswith(f"run folder: {out}")
-    assert len(lines) == 3 and max(map(len, lines[:2])) < 100
+    assert len(lines) == 4 and max(map(len, lines[:3])) < 100
     assert main([*ARGS, "--out", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     s = json.loads((out / "summary.json").read_text())
@@ -26,5 +26,6 @@ def test_human_summary_then_json(tmp_path, capsys):
 def test_three_significant_digits_and_divergence():
     lines = human_summary({"final_val_acc": 0.2, "final_val_loss": 12.3456, "shift_acc": None, "per_stage_acc": [1.0, 0.41666],
                            "diverged": True, "wall_s": 2.0, "monitor_time_fraction": 0.05}, "runs/x")
-    assert lines[0] == "DIVERGED; val accuracy 0.200, val loss 12.3, shift accuracy –; per stage (easy -> hard) 1.00 / 0.417"
-    assert lines[1] == "training 2.00 s, monitors 5.00% of it"
+    assert lines[0] == "DIVERGED; val accuracy 0.200, val loss 12.3, shift accuracy –"
+    assert lines[1] == "stage accuracy (easy -> hard): 1.00 / 0.417"
+    assert lines[2] == "training 2.00 s, monitors 5.00% of it"
