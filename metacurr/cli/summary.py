@@ -25,7 +25,7 @@ def human_summary(summary: dict, out: Path) -> list[str]:
     if summary.get("diverged"):
         result = "DIVERGED; " + result
     frac = summary.get("monitor_time_fraction")
-    cost = f"training {_g(summary.get('wall_s'))} s" + (f", monitors {100 * frac:.3g}% of it" if frac is not None else "")
+    cost = f"training {_g(summary.get('wall_s'))} s" + (f", monitors {_g(100 * frac)}% of it" if frac is not None else "")
     return [result, f"stage accuracy (easy -> hard): {stages}", cost, f"run folder: {out} (summary.json, metrics.jsonl, config.yaml, plots/, tb/)"]
 
 
