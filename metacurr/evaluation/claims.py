@@ -25,7 +25,9 @@ bootstrap CI (`metacurr.evaluation.stats.paired_difference`). The claim **holds*
 on the claimed side of 0, **does not** hold when it lies entirely on the other side, and there is **no
 evidence** either way when the CI includes 0, is undefined (fewer than 2 seeds per task) or the run did
 not measure the metric (churn and forgetting exist only in an incremental evaluation,
-``metacurr evaluate --incremental``).
+``metacurr evaluate --incremental``). The volatility metrics are defined over the steps where the
+weights move; a run whose weights never move (``uniform``) records 0 there, which is no measurement, so
+such runs count as missing for those metrics (with a fixed-weight reference: no evidence).
 """
 
 from __future__ import annotations
@@ -49,15 +51,16 @@ class Claim:
     metric: str
     lower_is_better: bool
     meaning: str
+    moving_only: bool = False  # defined only for runs whose weights move (``weight_change`` > 0)
 
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("reduced early-stage dominance", "early_stage_dominance", True,
           "stage 0's share of the weighted gradient norm, last third of training"),
     Claim("smoother transitions", "confidence_volatility", True,
-          "std of step-to-step changes of mean probe confidence while the weights move"),
+          "std of step-to-step changes of mean probe confidence while the weights move", moving_only=True),
     Claim("smoother transitions", "val_acc_volatility", True,
-          "std of step-to-step changes of val accuracy while the weights move"),
+          "std of step-to-step changes of val accuracy while the weights move", moving_only=True),
     Claim("robustness under distribution shift", "shift_drop", True, "val accuracy minus shift-set accuracy"),
     Claim("more stable incremental retraining", "churn_mean", True,
           "fraction of val predictions that change between retraining rounds"),
@@ -159,6 +162,9 @@ def check_claims(
             if vals.notna().any():
                 row.source = str(folder)
                 df = df.assign(**{claim.metric: pd.to_numeric(df[claim.metric], errors="coerce")})
+                if claim.moving_only and "weight_change" in df:
+                    still = pd.to_numeric(df["weight_change"], errors="coerce").fillna(0.0) <= 1e-9
+                    df.loc[still, claim.metric] = np.nan
                 row.tasks = list(dict.fromkeys(df.loc[df["controller"] == reference, "task"]))
                 row.n_seeds = int(df[df["controller"] == reference].groupby("task")["seed"].nunique().min())
                 for c in ctrls:
@@ -193,6 +199,9 @@ def claims_markdown(rows: list[ClaimRow], ctrls: list[str], names: dict[str, str
         cells = [r.claim.claim, f"`{r.claim.metric}` ({better})"]
         if r.source is None:
             cells += ["not measured"] * len(ctrls)
+        elif r.claim.moving_only:
+            cells += [f"{_num(m)} [{_num(lo)}, {_num(hi)}]" if np.isfinite(m) else "– (weights never move)"
+                      for m, lo, hi in (r.means[c] for c in ctrls)]
         else:
             cells += [f"{_num(m)} [{_num(lo)}, {_num(hi)}]" for m, lo, hi in (r.means[c] for c in ctrls)]
         for m in methods:

@@ -61,6 +61,19 @@ def test_claims_from_a_standard_run(tmp_path):
     assert table.count("\n") == len(CLAIMS) + 1 and "not measured" in table and "learned policy mean" in table
 
 
+def test_volatility_of_runs_whose_weights_never_move_is_no_measurement(tmp_path):
+    folder = _write(tmp_path / "eval", {"uniform": 0.0, "heuristic": 0.05, POLICY: -0.05})
+    df = pd.read_csv(folder / "results.csv")
+    df["weight_change"] = np.where(df["controller"] == "uniform", 0.0, 0.1)
+    df.to_csv(folder / "results.csv", index=False)
+    rows, ctrls = check_claims([folder])
+    by = {r.claim.metric: r for r in rows}
+    assert by["val_acc_volatility"].verdicts == {"heuristic": NO_EVIDENCE, POLICY: NO_EVIDENCE}
+    assert np.isnan(by["val_acc_volatility"].means["uniform"][0]) and np.isfinite(by["val_acc_volatility"].means["heuristic"][0])
+    assert by["shift_drop"].verdicts["heuristic"] == DOES_NOT  # other metrics keep every run
+    assert "– (weights never move)" in claims_markdown(rows, ctrls)
+
+
 def test_incremental_run_fills_churn_and_forgetting(tmp_path):
     std = _write(tmp_path / "std", {"uniform": 0.0, "heuristic": 0.0, POLICY: 0.0})
     inc = _write(tmp_path / "inc", {"uniform": 0.0, "heuristic": -0.05, POLICY: 0.05}, incremental=True)
