@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             resume = (run / "checkpoints" / "latest.json").is_file()
             print(f"[design] training {name} ({cfg.train.total_timesteps} steps)", flush=True)
-            res = train_agent(cfg, run, resume=resume, progress=False)
+            res = train_agent(cfg, run, resume=resume, progress=True)
             cost[name] = time.perf_counter() - t0
             if res.get("status") != "finished":
                 print(f"[design] {name}: training {res.get('status')}; rerun to resume", file=sys.stderr)
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = cli(["evaluate", "--controllers", ",".join(controllers), "--tasks", str(ev.get("tasks", "validation")),
               "--seeds", str(args.seeds or ev.get("seeds", 5)), "--workers", str(args.workers),
               "--control-steps", str(ev.get("control_steps", 20)), "--inner-steps", str(ev.get("inner_steps", 10)),
-              "--out", str(out / "eval"), "--no-progress"])
+              "--out", str(out / "eval")])
     if rc != 0:
         return rc
     stats = json.loads((out / "eval" / "stats.json").read_text())
