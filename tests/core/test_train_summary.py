@@ -29,3 +29,16 @@ def test_three_significant_digits_and_divergence():
     assert lines[0] == "DIVERGED; val accuracy 0.200, val loss 12.3, shift accuracy –"
     assert lines[1] == "stage accuracy (easy -> hard): 1.00 / 0.417"
     assert lines[2] == "training 2.00 s, monitors 5.00% of it"
+
+
+def test_train_imports_no_agent_tracking_or_pyplot_code(tmp_path):
+    """A short `train` pays for torch and its own work only (start-up: benchmarks/startup.py)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom metacurr.cli import main\n"
+            f"main({[*ARGS, '--out', str(tmp_path / 'run')]!r})\n"
+            "print('HEAVY', [m for m in ('stable_baselines3', 'wandb', 'matplotlib.pyplot', 'mnist1d', 'requests') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
