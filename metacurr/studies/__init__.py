@@ -2,6 +2,7 @@
 
 - `main_job`: the README's headline table: one agent against the baselines on held-out task sets.
 - `design_ablation`: one agent per design variant, all compared in one evaluation.
+- `overview_figure`: the README's picture (three controllers on one noisy curriculum).
 
 ``experiments/`` scripts are thin wrappers: parse arguments, call one of these, print.
 """
