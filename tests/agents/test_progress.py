@@ -7,6 +7,7 @@ import json
 import pytest
 import tqdm
 
+from metacurr.agents import train as agent_train
 from metacurr.agents.progress import planned_timesteps
 from metacurr.cli import main
 
@@ -28,7 +29,7 @@ def test_bar_total_equals_steps_done(tmp_path, monkeypatch):
             totals.append(kw.get("total"))
             super().__init__(*a, **kw)
 
-    monkeypatch.setattr(tqdm, "tqdm", Recording)
+    monkeypatch.setattr(agent_train, "tqdm", Recording)  # the bar agents/train.py opens
     cfg = tmp_path / "a.yaml"
     cfg.write_text("name: tiny\nenv: {max_stages: 3, control_steps: 3, inner_steps: 2}\n"
                    "train: {total_timesteps: 30, n_envs: 2, vec_env: dummy, checkpoint_every: 100}\n"
