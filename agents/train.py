@@ -31,6 +31,7 @@ from metacurr.agents.checkpoints import Checkpointer, load_norm
 from metacurr.agents.config import AgentConfig, policy_args, ppo_kwargs
 from metacurr.agents.equivariant_policy import layout_kwargs
 from metacurr.agents.policy_controller import PolicyController
+from metacurr.agents.progress import planned_timesteps
 from metacurr.config import RunConfig
 from metacurr.controllers import make_controller
 from metacurr.envs.observation import ObservationSpec
@@ -208,7 +209,9 @@ def train_agent(
 
     class Loop(BaseCallback):
         def _on_training_start(self) -> None:
-            self.bar = tqdm(total=total, initial=model.num_timesteps, desc="PPO", unit="step", disable=not progress, leave=False)
+            # SB3 stops after the rollout that reaches the total: the bar counts the steps it will do.
+            planned = planned_timesteps(model.num_timesteps, total, model.n_steps * model.n_envs)
+            self.bar = tqdm(total=planned, initial=model.num_timesteps, desc="PPO", unit="step", disable=not progress, leave=False)
             self.last_ckpt = model.num_timesteps
             self.last_eval = model.num_timesteps
 

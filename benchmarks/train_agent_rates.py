@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Every setting explicit: the recipe itself sets batched_processes: 2 (since session 3).
+# Every setting explicit: the recipe itself sets batched_processes: 2.
 CONFIGS = {
     "one process, eager": ["--batched-processes", "1", "--no-batched-compile"],
     "2 processes, eager": ["--batched-processes", "2", "--no-batched-compile"],

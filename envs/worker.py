@@ -6,7 +6,7 @@ Why the allocator: a batched shard frees and re-allocates buffers of a few MB ev
 MLP task's probe features are 3.7 MB, its gathered batches 2.4 MB). glibc serves such sizes with
 ``mmap`` (or trims them off the heap when freed), so every control step faulted them in again, with
 the kernel zeroing each page: with two shards on 2 cores that cost ~10% of the batched env's rate for
-the MLP task and about half of it for the CNN (``benchmarks/README.md``, session 5). Fixing both thresholds keeps those buffers on the heap and
+the MLP task and about half of it for the CNN (``benchmarks/README.md``). Fixing both thresholds keeps those buffers on the heap and
 the heap's top mapped; a worker then holds its peak memory plus at most ``TRIM_THRESHOLD``.
 Setting only one of them is worse than neither (glibc then stops adapting the other: measured
 slower both ways), so both are set, or none where ``mallopt`` is missing (not glibc).

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = run_design_ablation(args.config, args.out, only=args.only.split(",") if args.only else None,
                                   seeds=args.seeds, timesteps=args.timesteps, workers=args.workers, root=ROOT,
-                                  on_training=training)
+                                  on_training=training, agent_progress=True)
     except ConfigError as e:
         print(f"design_ablation: error: {e}", file=sys.stderr)
         return 2

@@ -17,19 +17,51 @@ from __future__ import annotations
 
 import importlib
 
-from metacurr.config import MonitorConfig, RunConfig, TaskSpec
-from metacurr.controllers import Controller, WeightMapping, list_controllers, make_controller
 from metacurr.errors import ConfigError, MetacurrError
-from metacurr.monitors.state import LearningState, feature_names
-from metacurr.run import train
-from metacurr.tasks import build_curriculum, list_families
-from metacurr.tasks.curriculum import Curriculum
+
+# Public names -> the module that defines them, imported on first use: `import metacurr` (and the
+# `metacurr` command line, which lives in this package) does not pay for torch until a name needs it.
+_LAZY = {
+    "MonitorConfig": "metacurr.config",
+    "RunConfig": "metacurr.config",
+    "TaskSpec": "metacurr.config",
+    "Controller": "metacurr.controllers",
+    "WeightMapping": "metacurr.controllers",
+    "list_controllers": "metacurr.controllers",
+    "make_controller": "metacurr.controllers",
+    "LearningState": "metacurr.monitors.state",
+    "feature_names": "metacurr.monitors.state",
+    "train": "metacurr.run",
+    "build_curriculum": "metacurr.tasks",
+    "list_families": "metacurr.tasks",
+    "Curriculum": "metacurr.tasks.curriculum",
+    # The heavier jobs: evaluation pulls in pandas, scipy and matplotlib, agent training stable-baselines3.
+    "evaluate": "metacurr.evaluation.pipeline",
+    "EvaluationResult": "metacurr.evaluation.pipeline",
+    "sweep": "metacurr.sweeps.api",
+    "train_agent": "metacurr.agents.job",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'metacurr' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 
 
-def load_controller(ref: str, **kwargs) -> Controller:
+def load_controller(ref: str, **kwargs):
     """Load a controller by name or reference (``heuristic``, ``policy:PATH``, ``policy:default``)."""
+    from metacurr.controllers import make_controller  # on first use: `import metacurr` stays free of torch
+
     return make_controller(ref, **kwargs)
 
 
@@ -49,22 +81,6 @@ def _register_envs() -> None:
 
 
 _register_envs()
-
-#: Library entry points of the heavier jobs, resolved on first use: evaluation pulls in pandas, scipy
-#: and matplotlib, agent training stable-baselines3, and ``import metacurr`` should not pay for them.
-_LAZY = {
-    "evaluate": "metacurr.evaluation.pipeline",
-    "EvaluationResult": "metacurr.evaluation.pipeline",
-    "sweep": "metacurr.sweeps.api",
-    "train_agent": "metacurr.agents.job",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'metacurr' has no attribute {name!r}")
-
 
 __all__ = [
     "ConfigError",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from metacurr.errors import ConfigError
 from metacurr.validation import (
     check_out_dir,  # noqa: F401 - re-exported: the commands' guard is the library's
@@ -53,6 +51,8 @@ def add_threads_arg(p: argparse.ArgumentParser) -> None:
 
 
 def set_threads(n: int) -> None:
+    import torch  # here: the command line loads torch only for the subcommands that run something
+
     torch.set_num_threads(n)
 
 

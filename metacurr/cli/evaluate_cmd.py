@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from metacurr.cli.catalog import constant
 from metacurr.cli.common import add_budget_args, check_out_dir, nonneg_int, positive_int
 from metacurr.cli.tracking_args import add_tracking_args, parse_tags, sync_hint
 from metacurr.errors import ConfigError
-from metacurr.evaluation.specs import DEFAULT_CONTROLLERS
 from metacurr.seeds import DEFAULT_EVAL_SEEDS as DEFAULT_SEEDS
 
 
@@ -23,7 +23,7 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="compare controllers on held-out tasks and seeds, with statistics")
     p.add_argument("--controllers",
                    help=f"comma list: registry names, name{{key=value,...}}, policy:PATH, open-loop:NAME "
-                        f"(default: {DEFAULT_CONTROLLERS}, or the variants of --ablations)")
+                        f"(default: {constant('metacurr.evaluation.specs', 'DEFAULT_CONTROLLERS')}, or the variants of --ablations)")
     p.add_argument("--tasks", help="task set (default, quick, heldout-family, heldout-arch, heldout-difficulty, heldout-systematic, heldout-imbalance, in-distribution, validation) "
                                    "or a comma list family:arch[:n_stages] (default: default)")
     p.add_argument("--seeds", type=positive_int, help=f"evaluation seeds per task (default {DEFAULT_SEEDS})")

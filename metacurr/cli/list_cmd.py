@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from metacurr.cli.catalog import constant
+
 
 def register(sub) -> None:
     p = sub.add_parser("list", help="list tasks, architectures and controllers")
@@ -11,16 +13,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here, not at the top: `metacurr --help` should not load the registries.
-    from metacurr.controllers import list_controllers
-    from metacurr.models import ARCHS
-    from metacurr.tasks import family_module, list_families
-
+    # Read from the modules' literals: listing names does not import torch (see metacurr/cli/catalog.py).
+    families = constant("metacurr.tasks", "_FAMILY_MODULES")
     print("tasks:")
-    for name in list_families():
-        mod = family_module(name)
-        params = ", ".join(f"{k}={v}" for k, v in mod.DEFAULTS.items())
-        print(f"  {name:<10} archs: {', '.join(mod.ARCHS):<28} params: {params}")
-    print(f"archs: {', '.join(ARCHS)}")
-    print(f"controllers: {', '.join(list_controllers())}, policy:PATH, policy:default, wandb:ENTITY/PROJECT/NAME:VERSION")
+    for name, module in families.items():
+        params = ", ".join(f"{k}={v}" for k, v in constant(module, "DEFAULTS").items())
+        print(f"  {name:<10} archs: {', '.join(constant(module, 'ARCHS')):<28} params: {params}")
+    print(f"archs: {', '.join(constant('metacurr.models', 'ARCHS'))}")
+    controllers = ", ".join(constant("metacurr.controllers", "REGISTRY"))
+    print(f"controllers: {controllers}, policy:PATH, policy:default, wandb:ENTITY/PROJECT/NAME:VERSION")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from metacurr.cli.common import add_budget_args, add_threads_arg, check_out_dir, nonneg_int
@@ -21,6 +20,7 @@ def register(sub) -> None:
     p.add_argument("--config", help="YAML config (task:, controller:, controller_kwargs:, monitor:)")
     p.add_argument("--device", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON line (full precision)")
     add_threads_arg(p)
     add_tracking_args(p)
     p.set_defaults(func=run)
@@ -53,11 +53,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
-    summary = res.summary
-    keys = ("final_val_acc", "final_val_loss", "shift_acc", "per_stage_acc", "val_balanced_acc", "val_worst_class_acc",
-            "diverged", "wall_s", "monitor_time_fraction")
-    print(json.dumps({k: summary[k] for k in keys}, default=lambda v: round(v, 4) if isinstance(v, float) else v))
-    print(f"wrote {out}/config.yaml, metrics.jsonl, summary.json, plots/, tracking.json, tb/")
+    from metacurr.cli.summary import human_summary, json_summary
+
+    print(json_summary(res.summary, out) if args.json else "\n".join(human_summary(res.summary, out)))
     hint = sync_hint(res.wandb_info)
     if hint:
         print(hint)

@@ -255,13 +255,15 @@ def write_report(out: str | Path, plan, df: pd.DataFrame, searches: dict, wall_s
     ctrls = stats["controllers"]
     policies = [s.label for s in plan.specs if s.is_policy]
 
-    # Plots: trajectories on the first task with the first seed.
+    # Plots: weight trajectories where the controllers' weights differ most; indicators on the first of those.
     plots = out / "plots"
     recs = load_records(plan, out)
-    t0, s0 = plan.tasks[0]["name"], plan.seeds[0]
+    picks = figures.most_different(recs, k=2) or [(plan.tasks[0]["name"], plan.seeds[0])]
+    t0, s0 = picks[0]
     first = [r for r in recs if r["task"] == t0 and r["seed"] == s0]
     made = [
-        figures.plot_weight_trajectories(first, plots / "weights.png", f"Stage weights on {t0} (seed {s0})"),
+        figures.plot_weight_trajectories(recs, plots / "weights.png", "Stage weights where the controllers differ most",
+                                         picks),
         figures.plot_indicator_traces(first, plots / "indicators.png", f"Indicator traces on {t0} (seed {s0})"),
         figures.plot_aggregates(stats, plots / "iqm.png"),
         figures.plot_performance_profile(stats, plots / "performance_profile.png"),

@@ -110,6 +110,7 @@ def run_design_ablation(
     workers: int = 2,
     root: Path | None = None,
     on_training: Callable[[str, int], None] | None = None,
+    agent_progress: bool = False,
 ) -> DesignAblationResult:
     """Train every variant's agent (resuming), evaluate them all in one comparison, write ``out/summary.md``.
 
@@ -122,6 +123,7 @@ def run_design_ablation(
         workers: evaluation worker processes.
         root: folder a relative ``base:`` of the YAML is resolved against.
         on_training: called as ``on_training(name, timesteps)`` before a variant's agent trains.
+        agent_progress: show each agent's PPO progress bar on stderr.
 
     Raises:
         ConfigError: a bad YAML or variant name, before any training.
@@ -137,7 +139,7 @@ def run_design_ablation(
             t0 = time.perf_counter()
             if on_training is not None:
                 on_training(name, cfg.train.total_timesteps)
-            res = train_agent(cfg, run, resume=(run / "checkpoints" / "latest.json").is_file(), progress=False)
+            res = train_agent(cfg, run, resume=(run / "checkpoints" / "latest.json").is_file(), progress=agent_progress)
             cost[name] = time.perf_counter() - t0
             if res.get("status") != "finished":
                 return DesignAblationResult("", str(res.get("status")), agents, cost)

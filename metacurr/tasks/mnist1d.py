@@ -38,11 +38,15 @@ geometrically from 1, or a list of per-stage ratios in [1, 100]; `metacurr.tasks
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from metacurr.errors import ConfigError
 from metacurr.tasks._common import (
     Draft,
     assemble,
@@ -94,11 +98,26 @@ EPS = 1e-8
 
 @lru_cache(maxsize=1)
 def _templates() -> np.ndarray:
-    # Imported lazily: `mnist1d.data` pulls in matplotlib and requests (~0.6 s), which listing
-    # ARCHS / DEFAULTS should not pay for.
-    from mnist1d.data import get_templates
+    return np.asarray(_package_templates()["x"], dtype=np.float64)
 
-    return np.asarray(get_templates()["x"], dtype=np.float64)
+
+def _package_templates() -> dict:
+    """``mnist1d.data.get_templates()``, run from the package's own source without importing the package:
+    importing `mnist1d` pulls in matplotlib.pyplot and requests (1 s or more), which generating data does
+    not need. Tested equal to the package's function."""
+    spec = importlib.util.find_spec("mnist1d")  # a top-level package: found, not imported
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the mnist1d package is not installed (pip install mnist1d)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "get_templates"), None)
+    if fn is None:  # a future mnist1d without it in data.py: the package's own (slower) import
+        from mnist1d.data import get_templates
+
+        return get_templates()
+    namespace: dict = {"np": np}
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102
+    return namespace["get_templates"]()
 
 
 def _interp_rows(x: np.ndarray, src_len: np.ndarray, out_len: int) -> np.ndarray:

@@ -6,6 +6,7 @@ tracking must never block a run, and a sweep command must fail in seconds, not h
 
 from __future__ import annotations
 
+import configparser
 import netrc
 import os
 import socket
@@ -31,17 +32,22 @@ T = TypeVar("T")
 
 
 def server_url() -> str:
-    """The W&B server this process would talk to (``WANDB_BASE_URL`` or the installed wandb's default)."""
+    """The W&B server this process would talk to: ``WANDB_BASE_URL``, else ``base_url`` in W&B's settings
+    file (``$WANDB_CONFIG_DIR/settings`` or ``~/.config/wandb/settings``), else the public server.
+
+    Read without importing wandb (a second or more): deciding the mode must stay cheap.
+    """
     url = os.environ.get("WANDB_BASE_URL")
     if url:
         return url.rstrip("/")
+    folder = os.environ.get("WANDB_CONFIG_DIR") or str(Path.home() / ".config" / "wandb")
+    parser = configparser.ConfigParser()
     try:
-        # wandb is imported only when W&B is used: its import takes about a second
-        import wandb
-
-        return str(wandb.Settings().base_url).rstrip("/")
-    except Exception:  # a settings error must not decide tracking: fall back to the public server
-        return _DEFAULT_BASE_URL
+        parser.read(Path(folder) / "settings")
+        url = parser.get("default", "base_url", fallback="")
+    except (OSError, configparser.Error):  # an unreadable settings file must not decide tracking
+        url = ""
+    return (url or _DEFAULT_BASE_URL).rstrip("/")
 
 
 def has_api_key() -> bool:
@@ -63,8 +69,8 @@ def resolve_mode(mode: str) -> str:
     """Map a requested mode to the one W&B will run in: ``online``, ``offline`` or ``disabled``.
 
     ``auto`` honours ``WANDB_MODE`` (offline / disabled / online) and ``WANDB_DISABLED`` when set,
-    otherwise it is online when an API key is configured and offline when not. ``off`` is an alias
-    of ``disabled``.
+    otherwise it is online when an API key is configured and offline when not (a W&B run in the run
+    folder, to upload later with ``wandb sync``). ``off`` is an alias of ``disabled``.
 
     Raises:
         ConfigError: ``mode`` is not one of `WANDB_MODES`.

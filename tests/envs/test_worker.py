@@ -32,6 +32,9 @@ class MallInfo2(ctypes.Structure):
 
 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 libc.mallinfo2.restype = MallInfo2
+# Start from a foreground process's SIGINT handler: a child inherits an ignored SIGINT (pytest run as a
+# background job `&` ignores it), and Python keeps it ignored, so the control would read "ignored" too.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 if sys.argv[1] == "worker":
     from metacurr.envs.worker import init_worker_process
     init_worker_process()

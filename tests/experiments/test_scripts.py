@@ -38,7 +38,7 @@ def tiny_agent(folder: Path) -> Path:
 def test_every_script_has_a_smoke_test():
     scripts = {p.stem for p in EXPERIMENTS.glob("*.py")}
     tested = {"main_job", "design_ablation", "train_default_policy", "noise_kinds", "heuristic_terms", "custom_loop",
-              "rebuild_default_model_zip", "transfer"}
+              "rebuild_default_model_zip", "transfer", "claims", "readme_figure"}
     assert scripts == tested, f"experiments/ scripts without a smoke test: {sorted(scripts - tested)}"
 
 
@@ -154,3 +154,17 @@ def test_heuristic_terms_writes_one_row_per_switch_setting(tmp_path):
 def test_custom_loop_steers_a_plain_pytorch_loop():
     res = script("custom_loop").main(["--controller", "heuristic", "--steps", "2", "--inner", "2"])
     assert res["controller"] == "heuristic" and len(res["final_weights"]) == 3 and 0 <= res["val_acc"] <= 1
+
+
+def test_readme_figure_draws_three_runs(tmp_path, capsys):
+    png = tmp_path / "fig" / "overview.png"
+    assert script("readme_figure").main(["--out", str(png), "--control-steps", "2", "--inner-steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and printed.startswith(f"wrote {png}")
+    assert all(label in printed for label in ("uniform", "heuristic (paper)", "learned policy"))
+
+
+def test_claims_script_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
+    assert script("claims").main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("claims: error:") and len(err.splitlines()) == 1

@@ -185,6 +185,7 @@ ALLOWED = {
     ("metacurr/evaluation/executors.py", 'open(os.devnull, "w")'): "worker stdout/stderr sink, not an artifact",
     ("metacurr/sweeps/trial.py", 'open(log_path, "w", buffering=1)'): "live console log of a trial (streamed, tailed)",
     ("metacurr/plots.py", 'fig.savefig(buf, format="png"'): "into a BytesIO, then atomic_write_bytes",
+    ("metacurr/studies/overview_figure.py", 'fig.savefig(buf, format="png"'): "into a BytesIO, then atomic_write_bytes",
     ("metacurr/evaluation/ray_backend.py", 'tarfile.open(fileobj=buf, mode="w")'):
         "a policy bundle packed into a BytesIO for Ray's object store (unpacked into a temp folder, renamed whole)",
     ("agents/bundle.py", 'torch.save(policy_state, tmp / "policy.pt")'): "inside the bundle's temp folder (renamed whole)",
