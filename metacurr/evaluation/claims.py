@@ -66,6 +66,10 @@ CLAIMS: tuple[Claim, ...] = (
           "fraction of val predictions that change between retraining rounds"),
     Claim("more stable incremental retraining", "forgetting_mean", True,
           "accuracy lost on earlier stages by the last round"),
+    Claim("error distribution balance", "val_worst_class_acc", False,
+          "accuracy of the worst class on the (balanced) val set"),
+    Claim("error distribution balance", "val_class_error_spread", True,
+          "best minus worst per-class val accuracy"),
     Claim("better final accuracy", "final_val_acc", False, "final accuracy on the target distribution"),
 )
 
