@@ -99,25 +99,41 @@ def test_kill_9_mid_evaluation_then_resume(tmp_path, capsys):
     assert sorted(int(r["seed"]) for r in rows) == sorted([10_000, 10_001, 10_002] * 4)
 
 
-@pytest.mark.expensive
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the sweep's processes")
-@pytest.mark.timeout(240)
-def test_kill_9_mid_local_sweep_leaves_no_workers_and_resumes(tmp_path):
-    """The same for `metacurr sweep --local --workers 2` (spawned workers, each running a trial)."""
+def _orphan_sweep(tmp_path: Path, control_steps: int, paces: list[float]) -> tuple[list[str], dict, Path]:
+    """A local grid sweep over linear pacing's ``pace``, 2 workers: (command, environment, out folder)."""
     import yaml
 
     base = tmp_path / "base.yaml"
-    base.write_text("task: {family: mnist1d, arch: mlp, control_steps: 40, inner_steps: 5}\ncontroller: linear-pacing\n")
+    base.write_text(f"task: {{family: mnist1d, arch: mlp, control_steps: {control_steps}, inner_steps: 5}}\n"
+                    "controller: linear-pacing\n")
     sweep = tmp_path / "s.yaml"
     sweep.write_text(yaml.safe_dump({
         "name": "orphans", "program": "metacurr", "method": "grid",
         "command": ["${env}", "${program}", "sweep-run", "train", "${args_json}", "--config", str(base)],
         "metric": {"name": "final_val_loss", "goal": "minimize"},
-        "parameters": {"controller_kwargs.pace": {"values": [0.2, 0.4, 0.6, 0.8]}},
+        "parameters": {"controller_kwargs.pace": {"values": paces}},
     }))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "metacurr.cli", "sweep", str(sweep), "--local", "--workers", "2", "--out", str(out)]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    return cmd, {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}, out
+
+
+def _kill_and_expect_no_orphans(proc: subprocess.Popen, sid: int) -> None:
+    """kill -9 the sweep's driver; within 15 s nothing of its session may be left."""
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.time() + 15
+    while _session_pids(sid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _session_pids(sid) == [], "orphaned sweep workers after kill -9"
+
+
+@pytest.mark.expensive
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the sweep's processes")
+@pytest.mark.timeout(240)
+def test_kill_9_mid_local_sweep_leaves_no_workers_and_resumes(tmp_path):
+    """The same for `metacurr sweep --local --workers 2` (spawned workers, each running a trial)."""
+    cmd, env, out = _orphan_sweep(tmp_path, control_steps=40, paces=[0.2, 0.4, 0.6, 0.8])
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     sid = proc.pid
     try:
@@ -125,12 +141,7 @@ def test_kill_9_mid_local_sweep_leaves_no_workers_and_resumes(tmp_path):
         while len(list((out / "runs").glob("*/trial.json")) if (out / "runs").is_dir() else []) < 2:
             assert proc.poll() is None and time.time() - t0 < 120
             time.sleep(0.1)
-        proc.kill()
-        proc.wait(timeout=30)
-        deadline = time.time() + 15
-        while _session_pids(sid) and time.time() < deadline:
-            time.sleep(0.1)
-        assert _session_pids(sid) == [], "orphaned sweep workers after kill -9"
+        _kill_and_expect_no_orphans(proc, sid)
     finally:
         for pid in _session_pids(sid):
             os.kill(pid, signal.SIGKILL)
@@ -146,20 +157,7 @@ def test_kill_9_mid_local_sweep_leaves_no_workers_and_resumes(tmp_path):
 def test_kill_9_mid_local_sweep_leaves_no_workers(tmp_path):
     """CI-sized: `metacurr sweep --local --workers 2` killed while both workers run a trial; nothing it
     started outlives it (the expensive test above also checks the rerun)."""
-    import yaml
-
-    base = tmp_path / "base.yaml"
-    base.write_text("task: {family: mnist1d, arch: mlp, control_steps: 200, inner_steps: 5}\ncontroller: linear-pacing\n")
-    sweep = tmp_path / "s.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "name": "orphans", "program": "metacurr", "method": "grid",
-        "command": ["${env}", "${program}", "sweep-run", "train", "${args_json}", "--config", str(base)],
-        "metric": {"name": "final_val_loss", "goal": "minimize"},
-        "parameters": {"controller_kwargs.pace": {"values": [0.2, 0.4]}},
-    }))
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "metacurr.cli", "sweep", str(sweep), "--local", "--workers", "2", "--out", str(out)]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    cmd, env, out = _orphan_sweep(tmp_path, control_steps=200, paces=[0.2, 0.4])
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     sid = proc.pid
     try:
@@ -169,12 +167,7 @@ def test_kill_9_mid_local_sweep_leaves_no_workers(tmp_path):
             assert time.time() - t0 < 90, "the two trials did not start in 90 s"
             time.sleep(0.05)
         assert len(_session_pids(sid)) >= 3  # the sweep and its two workers
-        proc.kill()
-        proc.wait(timeout=30)
-        deadline = time.time() + 15
-        while _session_pids(sid) and time.time() < deadline:
-            time.sleep(0.1)
-        assert _session_pids(sid) == [], "orphaned sweep workers after kill -9"
+        _kill_and_expect_no_orphans(proc, sid)
     finally:
         for pid in _session_pids(sid):
             os.kill(pid, signal.SIGKILL)
