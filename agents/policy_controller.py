@@ -151,7 +151,10 @@ class PolicyController(Controller):
         return self.weights.copy()
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        """SB3-shaped: a raw env observation (padded layout) -> (action, None)."""
+        """SB3-shaped: a raw env observation (padded layout) -> (action, None).
+
+        The action is always the deterministic one (a controller's weights must be reproducible);
+        ``deterministic`` is accepted for the SB3 signature only."""
         return self.act(observation), None
 
 

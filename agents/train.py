@@ -183,9 +183,9 @@ def train_agent(
     ckpt.record_config(cfg.to_dict())
     atomic_write_yaml(out / "config.yaml", cfg.to_dict())
 
-    venv = VecNormalize(make_vec_env(cfg), norm_obs=cfg.policy == "mlp", norm_reward=True, clip_obs=10.0,
-                        gamma=ppo_kwargs(cfg)["gamma"])
     kw = ppo_kwargs(cfg)
+    venv = VecNormalize(make_vec_env(cfg), norm_obs=cfg.policy == "mlp", norm_reward=True, clip_obs=10.0,
+                        gamma=kw["gamma"])
     if latest is not None:
         zip_path, norm_path, done = latest
         model = PPO.load(zip_path, env=venv, device="cpu", tensorboard_log=str(out / "tb"))

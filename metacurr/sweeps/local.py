@@ -93,7 +93,6 @@ def check_backend(backend: str, address: str | None) -> None:
 def _executor(backend: str, address: str | None, workers: int) -> Iterator[Executor]:
     """Spawned worker processes (pool) or Ray tasks; on Ctrl-C or an error, queued trials are dropped."""
     if backend == "ray":
-
         with ray_session(address) as ray:
             ex = RayExecutor(ray, setup=_trial_env)
             try:
@@ -273,7 +272,7 @@ def run_local_sweep(
                                 res = f.result()
                             except Exception as e:  # a worker process died (e.g. out of memory)
                                 res = TrialResult(rid, seen[rid], "failed", error=f"worker died: {e}",
-                                                  run_dir=str(out / "runs" / rid))
+                                                  run_dir=str(runs / rid))
                             done[rid] = res
                             if on_result is not None:
                                 on_result(res)
