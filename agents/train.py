@@ -299,3 +299,18 @@ def periodic_eval(model, venv, cfg: AgentConfig) -> dict:
                 res[name].append(np.nan if summ["final_val_loss"] is None else summ["final_val_loss"])
     p, h = np.nanmean(res["policy"]), np.nanmean(res["heuristic"])
     return {"eval/policy_val_loss": float(p), "eval/heuristic_val_loss": float(h), "eval/policy_minus_heuristic": float(p - h)}
+
+
+def train_unless_bundled(cfg: AgentConfig, run: str | Path, *, progress: bool = False) -> tuple[dict | None, float]:
+    """Train the agent into ``run`` unless its bundle (``run/policy``) is already there; resume from
+    ``run/checkpoints`` when a checkpoint exists (a study rerun picks up where it stopped).
+
+    Returns:
+        (`train_agent`'s summary, or None when the bundle already existed; seconds spent training).
+    """
+    run = Path(run)
+    if (run / "policy" / "manifest.json").is_file():
+        return None, 0.0
+    t0 = time.perf_counter()
+    res = train_agent(cfg, run, resume=(run / "checkpoints" / "latest.json").is_file(), progress=progress)
+    return res, time.perf_counter() - t0

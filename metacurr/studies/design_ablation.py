@@ -10,7 +10,6 @@ OUT/summary.md. Rerun with the same ``out`` to resume.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from metacurr.agents.config import AgentConfig, load_agent_config
-from metacurr.agents.train import train_agent
+from metacurr.agents.train import train_unless_bundled
 from metacurr.config import load_yaml, merge
 from metacurr.errors import ConfigError
 from metacurr.evaluation.pipeline import EvaluationResult, evaluate
@@ -136,11 +135,9 @@ def run_design_ablation(
         run = out / "agents" / name
         bundle = run / "policy"
         if not (bundle / "manifest.json").is_file():
-            t0 = time.perf_counter()
             if on_training is not None:
                 on_training(name, cfg.train.total_timesteps)
-            res = train_agent(cfg, run, resume=(run / "checkpoints" / "latest.json").is_file(), progress=agent_progress)
-            cost[name] = time.perf_counter() - t0
+            res, cost[name] = train_unless_bundled(cfg, run, progress=agent_progress)
             if res.get("status") != "finished":
                 return DesignAblationResult("", str(res.get("status")), agents, cost)
         agents[name] = f"policy:{bundle}"

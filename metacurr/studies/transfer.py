@@ -16,7 +16,6 @@ with the same ``out`` to resume.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ import pandas as pd
 from metacurr.agents.bundle import derive_bundle
 from metacurr.agents.config import AgentConfig, load_agent_config
 from metacurr.agents.equivariant_policy import check_equivariant_kwargs
-from metacurr.agents.train import train_agent
+from metacurr.agents.train import train_unless_bundled
 from metacurr.config import load_yaml, merge
 from metacurr.errors import ConfigError
 from metacurr.evaluation.pipeline import EvaluationResult, evaluate
@@ -236,11 +235,9 @@ def run_transfer(
     for s, cfg in ts.agents.items():
         run = out / "agents" / f"seed{s}"
         if not (run / "policy" / "manifest.json").is_file():
-            t0 = time.perf_counter()
             if on_training is not None:
                 on_training(s, cfg.train.total_timesteps)
-            res = train_agent(cfg, run, resume=(run / "checkpoints" / "latest.json").is_file(), progress=False)
-            cost[s] = time.perf_counter() - t0
+            res, cost[s] = train_unless_bundled(cfg, run)
             if res.get("status") != "finished":
                 return TransferResult("", str(res.get("status")), s, agents, cost)
             if on_trained is not None:
