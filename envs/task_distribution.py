@@ -21,6 +21,7 @@ from metacurr.errors import ConfigError, choices_error
 # Task seeds used for agent training are in [0, TRAIN_SEED_MAX]; evaluation seeds start at EVAL_SEED_BASE.
 from metacurr.seeds import EVAL_SEED_BASE, TRAIN_SEED_MAX  # noqa: E402,F401
 from metacurr.tasks import check_params
+from metacurr.tasks.imbalance import stage_imbalance
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,11 @@ def _draw(spec, rng: np.random.Generator, n_stages: int):
         opts = spec["choice"]
         return copy.deepcopy(opts[int(rng.integers(len(opts)))])
     if isinstance(spec, dict) and "per_stage" in spec:
-        # Independent per-stage draws, e.g. which stages carry label noise and how much.
+        # Independent per-stage draws, e.g. which stages carry label noise and how much; a stage not
+        # drawn gets ``off`` (0.0: no label noise; 1.0: a balanced stage).
         lo, hi = spec["per_stage"]
-        p = spec.get("p", 1.0)
-        return [float(rng.uniform(lo, hi)) if rng.random() < p else 0.0 for _ in range(n_stages)]
+        p, off = spec.get("p", 1.0), spec.get("off", 0.0)
+        return [float(rng.uniform(lo, hi)) if rng.random() < p else off for _ in range(n_stages)]
     if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(isinstance(v, (int, float)) for v in spec):
         lo, hi = spec
         if isinstance(lo, int) and isinstance(hi, int):
@@ -91,8 +93,14 @@ _MNIST1D_DIFFICULTY = {
     "translation_max": [24, 48],
 }
 
-def _mnist1d(name: str, archs: list[str], n_stages: tuple[int, ...] = (3,)) -> TaskDistribution:
-    return TaskDistribution(name=name, families={"mnist1d": {"archs": archs, "params": _MNIST1D_DIFFICULTY}}, n_stages=n_stages)
+#: The class-imbalance axis: each stage long-tailed with probability 0.5, head/tail ratio 2-8 (which
+#: classes are rare is drawn per task seed); the held-out imbalance set goes to 10-20.
+_IMBALANCE = {"imbalance": {"per_stage": [2.0, 8.0], "p": 0.5, "off": 1.0}}
+
+
+def _mnist1d(name: str, archs: list[str], n_stages: tuple[int, ...] = (3,), extra: dict | None = None) -> TaskDistribution:
+    params = {**_MNIST1D_DIFFICULTY, **(extra or {})}
+    return TaskDistribution(name=name, families={"mnist1d": {"archs": archs, "params": params}}, n_stages=n_stages)
 
 
 DISTRIBUTIONS: dict[str, TaskDistribution] = {
@@ -103,6 +111,9 @@ DISTRIBUTIONS: dict[str, TaskDistribution] = {
     "mixed": _mnist1d("mixed", ["mlp", "cnn"], (2, 3, 4, 5)),
     # The MLP half of "mixed": stage counts 2-5 for one architecture.
     "mixed-mlp": _mnist1d("mixed-mlp", ["mlp"], (2, 3, 4, 5)),
+    # The same with class-imbalanced stages as a further difficulty axis.
+    "mixed-mlp-imbalance": _mnist1d("mixed-mlp-imbalance", ["mlp"], (2, 3, 4, 5), _IMBALANCE),
+    "mixed-imbalance": _mnist1d("mixed-imbalance", ["mlp", "cnn"], (2, 3, 4, 5), _IMBALANCE),
     "fixed": TaskDistribution(name="fixed", families={"mnist1d": {"archs": ["mlp"], "params": {}}}, n_stages=(3,)),
 }
 
@@ -133,9 +144,9 @@ def in_support(dist: TaskDistribution, spec: TaskSpec) -> bool:
                 return False
         elif isinstance(rule, dict) and "per_stage" in rule:
             lo, hi = rule["per_stage"]
-            # A float label-noise rate means "this rate at the hardest stage, linear from 0".
-            rates = v if isinstance(v, list) else list(np.linspace(0.0, float(v), spec.n_stages))
-            if len(rates) != spec.n_stages or not all(r == 0.0 or lo <= r <= hi for r in rates):
+            off = rule.get("off", 0.0)
+            rates = _per_stage_values(k, v, spec.n_stages)
+            if len(rates) != spec.n_stages or not all(r == off or lo <= r <= hi for r in rates):
                 return False
         elif isinstance(rule, dict) and "choice" in rule:
             if v not in rule["choice"]:
@@ -146,6 +157,16 @@ def in_support(dist: TaskDistribution, spec: TaskSpec) -> bool:
         elif v != rule:
             return False
     return True
+
+
+def _per_stage_values(param: str, value, n_stages: int) -> list[float]:
+    """A per-stage parameter as its list of stage values: a number is the value at the hardest stage,
+    reached geometrically from 1 for ``imbalance`` and linearly from 0 otherwise (label noise)."""
+    if isinstance(value, (list, tuple)):
+        return [float(r) for r in value]
+    if param == "imbalance":
+        return stage_imbalance(value, n_stages)
+    return list(np.linspace(0.0, float(value), n_stages))
 
 
 def check_disjoint(dist: TaskDistribution, heldout: list[TaskSpec]) -> None:

@@ -16,6 +16,8 @@ either kind up to 0.7); every held-out set (`HELDOUT_SETS`) lies outside all of 
   distribution has: MNIST-1D + MLP with every other difficulty inside the training ranges (the
   long tail on the easiest, the hardest or growing over all stages), and real digits with a
   long-tailed middle stage. ``val`` stays balanced; compare the error-distribution metrics.
+* ``heldout-stages``: curricula of 7 and 8 stages (MNIST-1D with an MLP or a CNN, real digits), with
+  and without a noisy stage.
 * ``default``: one task per held-out axis, with harmless and harmful label noise (the main job's set).
 * ``quick``: one small held-out-family task, for smoke tests and first looks.
 
@@ -23,6 +25,9 @@ Not held out (reports label them so):
 
 * ``validation``: MNIST-1D + MLP tasks inside the training distribution where the noisy stage and the
   noise kind vary; design choices and sweeps are made on it (`experiments/design.yaml`).
+* ``validation-imbalance``: MNIST-1D + MLP tasks with class-imbalanced stages inside the
+  ``mixed-mlp-imbalance`` / ``mixed-imbalance`` distributions, for deciding whether agents train on
+  the imbalance axis.
 * ``in-distribution``: fixed tasks inside the ``default`` distribution (MLP and CNN), for
   in-distribution vs held-out comparisons.
 
@@ -120,6 +125,28 @@ TASK_SETS: dict[str, dict] = {
             _task("digits", "mlp", name="digits:mlp/lt-mid", imbalance=[1.0, 20.0, 1.0]),
         ],
     },
+    "heldout-stages": {
+        "description": "curricula of 7 and 8 stages (agents train on 2-5), other difficulty inside the training ranges",
+        "tasks": [
+            _task("mnist1d", "mlp", 7, name="mnist1d:mlp/s7", noise_max=0.25, translation_max=36),
+            _task("mnist1d", "mlp", 8, name="mnist1d:mlp/s8-sys", noise_max=0.25, translation_max=36,
+                  label_noise=[0.0, 0.0, 0.0, 0.0, 0.0, 0.6, 0.0, 0.0], noise_kind="systematic"),
+            _task("mnist1d", "cnn", 7, name="mnist1d:cnn/s7-noisy", noise_max=0.25, translation_max=36,
+                  label_noise=[0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.5]),
+            _task("digits", "mlp", 8, name="digits:mlp/s8"),
+        ],
+    },
+    "validation-imbalance": {
+        "description": "inside the imbalance training distributions (NOT held out), for choosing a design: class-imbalanced stages",
+        "tasks": [
+            _task("mnist1d", "mlp", name="mnist1d:mlp/imb-first", noise_max=0.25, translation_max=36, imbalance=[6.0, 1.0, 1.0]),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/imb-last", noise_max=0.25, translation_max=36, imbalance=[1.0, 1.0, 6.0]),
+            _task("mnist1d", "mlp", name="mnist1d:mlp/imb-mid-noisy", noise_max=0.25, translation_max=36,
+                  imbalance=[1.0, 6.0, 1.0], label_noise=[0.0, 0.0, 0.35]),
+            _task("mnist1d", "mlp", 4, name="mnist1d:mlp/s4-imb", noise_max=0.25, translation_max=36,
+                  imbalance=[1.0, 4.0, 1.0, 8.0]),
+        ],
+    },
     "in-distribution": {
         "description": "tasks inside the agents' training distribution (NOT held out)",
         "tasks": [
@@ -130,7 +157,7 @@ TASK_SETS: dict[str, dict] = {
 }
 
 HELDOUT_SETS = ("default", "quick", "heldout-family", "heldout-arch", "heldout-difficulty", "heldout-systematic",
-                "heldout-imbalance")
+                "heldout-imbalance", "heldout-stages")
 IN_DISTRIBUTION = "in-distribution"
 TASK_KEYS = ("name", "family", "arch", "n_stages", "params")
 

@@ -3,8 +3,11 @@ fallback toward uniform, next to a reference policy and the baselines, paired wi
 
 A transfer YAML (e.g. ``experiments/transfer.yaml``) names ``base`` (an agent config), ``agent``
 (overrides on it), ``seeds`` (PPO seeds, one agent each), ``fallback`` (the equivariant policy's
-inference kwargs of the fallback variant), ``reference`` (an extra controller, optional) and ``eval``
-(``baselines``, ``control_steps``, ``inner_steps``).
+inference kwargs of the fallback variant), ``reference`` (an extra controller, optional), ``compare`` (optional: label -> ``{config: another
+transfer YAML, out: its study folder}``; that recipe's agents, trained there unless bundled, are
+evaluated beside these and the summary adds this recipe minus that one, each group's agents averaged
+per task and evaluation seed: an ablation over agent seeds) and ``eval`` (``baselines``,
+``control_steps``, ``inner_steps``).
 
 Agents train into OUT/agents/seedS (skipped when the bundle exists, resumed from a checkpoint
 otherwise); the fallback variant of each (the same weights) is written to OUT/agents/seedS/policy-fallback.
@@ -178,6 +181,29 @@ def per_task(results_csv: str | Path, labels: dict[str, list[str]], metric: str 
     return "\n".join(out)
 
 
+def group_difference(results_csv: str | Path, a: list[str], b: list[str], metric: str = "final_val_acc") -> dict:
+    """Recipe ``a`` minus recipe ``b``: each group's controllers (one per agent seed) averaged per (task,
+    evaluation seed), then the paired difference with a CI stratified by task.
+
+    Returns:
+        `paired_difference`'s dict (``mean``, ``low``, ``high``, ...) plus ``n`` (pairs).
+    """
+    df = pd.read_csv(results_csv)
+
+    def mean_of(ctrls: list[str]) -> pd.Series:
+        return df[df.controller.isin(ctrls)].groupby(["task", "seed"])[metric].mean()
+
+    d = (mean_of(a) - mean_of(b)).dropna()
+    r = paired_difference([g.to_numpy() for _, g in d.groupby(level="task")])
+    return {**r, "n": len(d)}
+
+
+def group_table(r: dict, a: str, b: str) -> str:
+    """Markdown: one `group_difference` row."""
+    return (f"| difference | mean [95% CI] | pairs |\n|---|---|---|\n"
+            f"| {a} − {b} | {r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] | {r['n']} |")
+
+
 def table(rows: list[dict]) -> str:
     """Markdown: the rows of `paired_rows`, pooled and per agent seed, as mean [95% CI]."""
     def ci(t):
@@ -189,6 +215,16 @@ def table(rows: list[dict]) -> str:
         seeds = "; ".join(ci(t) for t in r["per_seed"])
         out.append(f"| {r['name']} | {ci(r['pooled'])} | {seeds} | {r['spread'][0]:+.3f} .. {r['spread'][1]:+.3f} | {r['n']} |")
     return "\n".join(out)
+
+
+def _compare(spec: dict, config: str | Path, root: Path | None) -> dict[str, tuple[Path, Path]]:
+    """The YAML's ``compare:`` (label -> ``{config: YAML, out: its study folder}``) as paths; a relative
+    ``config`` is resolved against ``root``, ``out`` against the current folder (like ``--out``)."""
+    try:
+        items = {str(k): (Path(v["config"]), Path(v["out"])) for k, v in (spec.get("compare") or {}).items()}
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"malformed compare: in {config}: each entry needs config: and out: ({e})") from None
+    return {k: ((c if c.is_absolute() or root is None else root / c), o) for k, (c, o) in items.items()}
 
 
 def run_transfer(
@@ -226,26 +262,33 @@ def run_transfer(
     """
     ts = load_transfer(config, timesteps, root)
     spec = ts.spec
+    compare = _compare(spec, config, root)
     sets = [t for t in tasks.split(",") if t]
     for t in sets:
         get_task_set(t)
     out = Path(out)
-    agents: dict[str, list[str]] = {LEARNED: [], LEARNED_FALLBACK: []}
     cost: dict[int, float] = {}
-    for s, cfg in ts.agents.items():
-        run = out / "agents" / f"seed{s}"
-        if not (run / "policy" / "manifest.json").is_file():
-            if on_training is not None:
-                on_training(s, cfg.train.total_timesteps)
-            res, cost[s] = train_unless_bundled(cfg, run)
-            if res.get("status") != "finished":
-                return TransferResult("", str(res.get("status")), s, agents, cost)
-            if on_trained is not None:
-                on_trained(s, cost[s], res["env_steps_per_s"])
-        agents[LEARNED].append(f"policy:{run / 'policy'}")
-        if ts.fallback:
-            derive_bundle(run / "policy", run / "policy-fallback", ts.fallback, note="transfer.yaml fallback")
-            agents[LEARNED_FALLBACK].append(f"policy:{run / 'policy-fallback'}")
+    studies = [(LEARNED, ts, out)] + [(label, load_transfer(c, timesteps, root), o) for label, (c, o) in compare.items()]
+    agents: dict[str, list[str]] = {}
+    pairs: list[tuple[str, str]] = []
+    for label, study, folder in studies:
+        plain, fb = agents.setdefault(label, []), agents.setdefault(f"{label} + fallback", [])
+        for s, cfg in study.agents.items():
+            run = folder / "agents" / f"seed{s}"
+            if not (run / "policy" / "manifest.json").is_file():
+                if on_training is not None:
+                    on_training(s, cfg.train.total_timesteps)
+                res, cost[s] = train_unless_bundled(cfg, run)
+                if res.get("status") != "finished":
+                    return TransferResult("", str(res.get("status")), s, agents, cost)
+                if on_trained is not None:
+                    on_trained(s, cost[s], res["env_steps_per_s"])
+            plain.append(f"policy:{run / 'policy'}")
+            if study.fallback:
+                derive_bundle(run / "policy", run / "policy-fallback", study.fallback, note="transfer.yaml fallback")
+                fb.append(f"policy:{run / 'policy-fallback'}")
+                pairs.append((plain[-1], fb[-1]))
+    agents = {k: v for k, v in agents.items() if v}
     if train_only:
         return TransferResult("", "finished", None, agents, cost)
     ev = spec.get("eval") or {}
@@ -253,7 +296,7 @@ def run_transfer(
     if "uniform" not in baselines:
         baselines.insert(0, "uniform")
     reference = spec.get("reference")
-    controllers = baselines + ([reference] if reference else []) + agents[LEARNED] + agents[LEARNED_FALLBACK]
+    controllers = baselines + ([reference] if reference else []) + [c for v in agents.values() for c in v]
     labels = {b: [b] for b in baselines if b != "uniform"}
     if reference:
         labels[reference] = [reference]
@@ -269,8 +312,13 @@ def run_transfer(
         csv = res.paths["results"]  # the summary is computed from the record on disk
         text.append(f"## `{t}`\n\n{table(paired_rows(csv, labels))}\n")
         text.append(f"Mean final val accuracy per task (agent seeds averaged):\n\n{per_task(csv, labels)}\n")
-        if agents[LEARNED_FALLBACK]:
-            changed, total = fallback_changes(csv, list(zip(agents[LEARNED], agents[LEARNED_FALLBACK])))
+        for label, _, _ in studies[1:]:
+            a, b = (LEARNED_FALLBACK, f"{label} + fallback") if ts.fallback else (LEARNED, label)
+            if a in agents and b in agents:
+                text.append(f"`{a}` minus `{b}` (each group's agents averaged per task and seed):\n\n"
+                            f"{group_table(group_difference(csv, agents[a], agents[b]), a, b)}\n")
+        if pairs:
+            changed, total = fallback_changes(csv, pairs)
             text.append(f"The fallback changed the final weights of {changed} of {total} runs "
                         "(the others never left its support).\n")
     summary = "\n".join(text)

@@ -60,6 +60,10 @@ def test_heldout_sets_exclude_the_agents_training_distributions():
     assert all(any(_inside(t, d) for d in dists.values()) for t in get_task_set(IN_DISTRIBUTION))
     # the validation set (design choices are made on it) lies inside the distribution agents train on
     assert all(_inside(t, dists["default-mlp"]) and _inside(t, dists["default"]) for t in get_task_set("validation"))
+    # the imbalance validation set lies inside the distributions with that axis, and only there
+    for t in get_task_set("validation-imbalance"):
+        assert _inside(t, dists["mixed-mlp-imbalance"]) and _inside(t, dists["mixed-imbalance"])
+        assert not _inside(t, dists["mixed-mlp"]) and not _inside(t, dists["mixed"])
     from metacurr.envs.task_distribution import check_disjoint
 
     for d in dists.values():
@@ -140,3 +144,25 @@ def test_open_loop_mask_freezes_indicators():
     m.update(st([0.5, 0.5, 0.5]))
     w = m.update(st([0.5, 0.5, 5.0]))  # an entropy spike it must not see
     assert np.allclose(w, w[0])
+
+
+def test_the_imbalance_axis_draws_balanced_or_long_tailed_stages():
+    import numpy as np
+
+    from metacurr.envs.task_distribution import get_distribution
+    from metacurr.tasks.imbalance import stage_imbalance
+
+    dist = get_distribution("mixed-mlp-imbalance")
+    rng = np.random.default_rng(0)
+    ratios = []
+    for _ in range(200):
+        spec = dist.sample(rng)
+        r = spec.params["imbalance"]
+        assert len(r) == spec.n_stages and stage_imbalance(r, spec.n_stages) == r  # a valid per-stage list
+        ratios += r
+    ratios = np.asarray(ratios)
+    skewed = ratios[ratios != 1.0]
+    assert skewed.min() >= 2.0 and skewed.max() <= 8.0
+    assert 0.4 < len(skewed) / len(ratios) < 0.6  # each stage long-tailed with probability 0.5
+    # the distributions without the axis never draw it, so their samples are unchanged
+    assert "imbalance" not in get_distribution("mixed-mlp").sample(np.random.default_rng(0)).params

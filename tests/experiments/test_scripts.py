@@ -103,6 +103,25 @@ def test_transfer_trains_derives_the_fallback_and_writes_the_summary(tmp_path, c
     assert "training seed" not in capsys.readouterr().out and (out / "summary-quick.md").read_text() == text
 
 
+def test_transfer_compares_with_another_recipe_over_agent_seeds(tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg = tiny_transfer(tmp_path)
+    cfg.write_text(cfg.read_text() + f"compare:\n  plain: {{config: {tiny_transfer(other)}, out: {tmp_path / 'plain'}}}\n")
+    out = tmp_path / "transfer"
+    argv = ["--config", str(cfg), "--out", str(out), "--tasks", "quick", "--seeds", "1", "--workers", "1", "--timesteps", "24"]
+    assert script("transfer").main(argv) == 0
+    text = (out / "summary-quick.md").read_text()
+    assert "| plain |" in text and "| plain + fallback |" in text
+    assert "| learned + fallback − plain + fallback |" in text
+    assert (tmp_path / "plain" / "agents" / "seed1" / "policy" / "manifest.json").is_file()  # trained where named
+    cfg.write_text(cfg.read_text().replace("compare:\n  plain: {config", "compare:\n  plain: {cfg"))
+    capsys.readouterr()
+    assert script("transfer").main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "compare" in err and len(err.splitlines()) == 1
+
+
 def test_transfer_refuses_a_bad_task_set_in_one_line(tmp_path, capsys):
     out = tmp_path / "t"
     assert script("transfer").main(["--config", str(tiny_transfer(tmp_path)), "--out", str(out), "--tasks", "nope"]) == 2

@@ -1,0 +1,37 @@
+"""The transfer study's statistics on a hand-made results table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from metacurr.studies.transfer import group_difference, paired_rows
+
+
+@pytest.fixture
+def results(tmp_path):
+    rows = []
+    # two tasks x two seeds; uniform 0.5 everywhere; recipe A's two agents +0.1 / +0.3, recipe B's +0.0 / +0.2
+    for task in ("t1", "t2"):
+        for seed in (10000, 10001):
+            rows += [{"task": task, "seed": seed, "controller": "uniform", "final_val_acc": 0.5},
+                     {"task": task, "seed": seed, "controller": "a1", "final_val_acc": 0.6},
+                     {"task": task, "seed": seed, "controller": "a2", "final_val_acc": 0.8},
+                     {"task": task, "seed": seed, "controller": "b1", "final_val_acc": 0.5},
+                     {"task": task, "seed": seed, "controller": "b2", "final_val_acc": 0.7}]
+    path = tmp_path / "results.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_group_difference_averages_each_recipes_agents_per_task_and_seed(results):
+    r = group_difference(results, ["a1", "a2"], ["b1", "b2"])
+    # (0.6 + 0.8) / 2 - (0.5 + 0.7) / 2 = 0.1 on each of the 4 (task, seed) pairs
+    assert r["n"] == 4 and r["mean"] == pytest.approx(0.1)
+    assert r["low"] == pytest.approx(0.1) and r["high"] == pytest.approx(0.1)
+
+
+def test_paired_rows_pool_agent_seeds_and_report_their_spread(results):
+    (row,) = paired_rows(results, {"A": ["a1", "a2"]})
+    assert row["n"] == 8 and row["pooled"][0] == pytest.approx(0.2)
+    assert row["spread"] == pytest.approx((0.1, 0.3))
