@@ -1,5 +1,6 @@
 """The built wheel installs into a fresh venv, imports, and puts nothing but `metacurr` on sys.path."""
 
+import json
 import os
 import site
 import subprocess
@@ -22,7 +23,10 @@ def test_wheel_installs_and_imports_in_clean_venv(tmp_path):
     assert tops == {"metacurr"}, tops
     names = zipfile.ZipFile(whl).namelist()
     assert "metacurr/envs/rebalance.py" in names and "metacurr/agents/train.py" in names
-    assert {"metacurr/pretrained/default/policy.pt", "metacurr/pretrained/default/manifest.json"} <= set(names)
+    # the shipped policy:default is complete: every file its manifest lists is in the wheel
+    listed = json.loads((ROOT / "metacurr" / "pretrained" / "default" / "manifest.json").read_text())["files"]
+    assert {"model.zip", "policy.pt", "normalizer.npz"} <= set(listed)
+    assert {f"metacurr/pretrained/default/{f}" for f in [*listed, "manifest.json"]} <= set(names)
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)

@@ -49,6 +49,19 @@ def _literals(module: str) -> dict[str, object]:
     return out
 
 
+def dict_keys(module: str, name: str) -> list[str]:
+    """The keys of the module-level dict ``name`` of ``module`` (string-literal keys; values may be any
+    expression), from the module itself when it is imported."""
+    if module in sys.modules:
+        return list(getattr(sys.modules[module], name))
+    path = _source(module)
+    for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id == name and isinstance(node.value, ast.Dict):
+            return [ast.literal_eval(k) for k in node.value.keys]
+    raise LookupError(f"{module}.{name} is not a dict display")
+
+
 def constant(module: str, name: str):
     """The module-level literal ``name`` of ``module`` (from the module itself when it is imported)."""
     if module in sys.modules:

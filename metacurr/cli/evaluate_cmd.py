@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from metacurr.cli.catalog import constant
+from metacurr.cli.catalog import constant, dict_keys
 from metacurr.cli.common import add_budget_args, check_out_dir, nonneg_int, positive_int
 from metacurr.cli.tracking_args import add_tracking_args, parse_tags, sync_hint
 from metacurr.errors import ConfigError
@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--controllers",
                    help=f"comma list: registry names, name{{key=value,...}}, policy:PATH, open-loop:NAME "
                         f"(default: {constant('metacurr.evaluation.specs', 'DEFAULT_CONTROLLERS')}, or the variants of --ablations)")
-    p.add_argument("--tasks", help="task set (default, quick, heldout-family, heldout-arch, heldout-difficulty, heldout-systematic, heldout-imbalance, in-distribution, validation) "
+    p.add_argument("--tasks", help=f"task set ({', '.join(dict_keys('metacurr.evaluation.task_sets', 'TASK_SETS'))}) "
                                    "or a comma list family:arch[:n_stages] (default: default)")
     p.add_argument("--seeds", type=positive_int, help=f"evaluation seeds per task (default {DEFAULT_SEEDS})")
     p.add_argument("--seed-offset", type=nonneg_int, default=0,

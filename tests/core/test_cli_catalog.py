@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from metacurr.cli.catalog import _literals
+from metacurr.cli.catalog import _literals, dict_keys
 
 CONSTANTS = [("metacurr.tasks", "_FAMILY_MODULES"), ("metacurr.models", "ARCHS"), ("metacurr.controllers", "REGISTRY"),
              ("metacurr.evaluation.specs", "DEFAULT_CONTROLLERS")]
@@ -19,6 +19,15 @@ CONSTANTS += [(m, n) for m in ("metacurr.tasks.mnist1d", "metacurr.tasks.digits"
 @pytest.mark.parametrize(("module", "name"), CONSTANTS)
 def test_source_literals_equal_the_imported_values(module, name):
     assert _literals(module)[name] == getattr(importlib.import_module(module), name)
+
+
+def test_dict_keys_read_from_source_equal_the_imported_keys(monkeypatch):
+    from metacurr.evaluation import task_sets
+
+    monkeypatch.delitem(sys.modules, "metacurr.evaluation.task_sets")  # force the source reading
+    assert dict_keys("metacurr.evaluation.task_sets", "TASK_SETS") == list(task_sets.TASK_SETS)
+    with pytest.raises(LookupError):
+        dict_keys("metacurr.evaluation.task_sets", "HELDOUT_SETS")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["list"]])
