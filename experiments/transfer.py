@@ -3,7 +3,7 @@ fallback toward uniform, next to the shipped policy and the baselines, paired wi
 
     python experiments/transfer.py --out runs/transfer [--config experiments/transfer.yaml]
         [--tasks validation[,heldout-difficulty,...]] [--seeds 5] [--seed-offset 0] [--workers 2]
-        [--timesteps N] [--train-only]
+        [--timesteps N] [--train-only] [--no-compare]
 
 Agents train into OUT/agents/seedS (skipped when the bundle exists, resumed from a checkpoint
 otherwise); the fallback variant of each (the same weights, ``fallback`` of the YAML) is written to
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-offset", type=int, default=0, help="first evaluation seed = 10000 + offset")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timesteps", type=int, help="override the agents' PPO timesteps (smoke runs)")
+    p.add_argument("--no-compare", action="store_true", help="leave out the YAML's compare: recipes")
     p.add_argument("--train-only", action="store_true", help="train (and derive the fallback bundles), evaluate nothing")
     args = p.parse_args(argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         res = run_transfer(args.config, args.out, tasks=args.tasks, seeds=args.seeds, seed_offset=args.seed_offset,
-                           workers=args.workers, timesteps=args.timesteps, train_only=args.train_only, root=ROOT,
+                           workers=args.workers, timesteps=args.timesteps, train_only=args.train_only, compare=not args.no_compare, root=ROOT,
                            on_training=training, on_trained=trained)
     except ConfigError as e:
         print(f"transfer: error: {e}", file=sys.stderr)

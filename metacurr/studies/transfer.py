@@ -7,7 +7,7 @@ inference kwargs of the fallback variant), ``reference`` (an extra controller, o
 transfer YAML, out: its study folder}``; that recipe's agents, trained there unless bundled, are
 evaluated beside these and the summary adds this recipe minus that one, each group's agents averaged
 per task and evaluation seed: an ablation over agent seeds) and ``eval`` (``baselines``,
-``control_steps``, ``inner_steps``).
+``control_steps``, ``inner_steps``, ``plain``: false evaluates only the fallback variants).
 
 Agents train into OUT/agents/seedS (skipped when the bundle exists, resumed from a checkpoint
 otherwise); the fallback variant of each (the same weights) is written to OUT/agents/seedS/policy-fallback.
@@ -237,6 +237,7 @@ def run_transfer(
     workers: int = 2,
     timesteps: int | None = None,
     train_only: bool = False,
+    compare: bool = True,
     root: Path | None = None,
     on_training: Callable[[int, int], None] | None = None,
     on_trained: Callable[[int, float, float], None] | None = None,
@@ -253,6 +254,7 @@ def run_transfer(
         workers: evaluation worker processes.
         timesteps: override every agent's PPO timesteps (smoke runs).
         train_only: train and derive the fallback bundles, evaluate nothing.
+        compare: include the YAML's ``compare:`` recipes (False: this recipe's agents only).
         root: folder a relative ``base:`` of the YAML is resolved against.
         on_training: called as ``on_training(seed, timesteps)`` before an agent trains.
         on_trained: called as ``on_trained(seed, wall_s, env_steps_per_s)`` after an agent finished.
@@ -262,13 +264,13 @@ def run_transfer(
     """
     ts = load_transfer(config, timesteps, root)
     spec = ts.spec
-    compare = _compare(spec, config, root)
+    others = _compare(spec, config, root) if compare else {}
     sets = [t for t in tasks.split(",") if t]
     for t in sets:
         get_task_set(t)
     out = Path(out)
     cost: dict[int, float] = {}
-    studies = [(LEARNED, ts, out)] + [(label, load_transfer(c, timesteps, root), o) for label, (c, o) in compare.items()]
+    studies = [(LEARNED, ts, out)] + [(label, load_transfer(c, timesteps, root), o) for label, (c, o) in others.items()]
     agents: dict[str, list[str]] = {}
     pairs: list[tuple[str, str]] = []
     for label, study, folder in studies:
@@ -288,10 +290,13 @@ def run_transfer(
                 derive_bundle(run / "policy", run / "policy-fallback", study.fallback, note="transfer.yaml fallback")
                 fb.append(f"policy:{run / 'policy-fallback'}")
                 pairs.append((plain[-1], fb[-1]))
+    ev = spec.get("eval") or {}
+    if not ev.get("plain", True):  # only the fallback variants are evaluated
+        agents = {k: (v if k.endswith(" + fallback") else []) for k, v in agents.items()}
+        pairs = []
     agents = {k: v for k, v in agents.items() if v}
     if train_only:
         return TransferResult("", "finished", None, agents, cost)
-    ev = spec.get("eval") or {}
     baselines = [b for b in str(ev.get("baselines", "uniform")).split(",") if b]
     if "uniform" not in baselines:
         baselines.insert(0, "uniform")
