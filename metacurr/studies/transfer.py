@@ -217,6 +217,44 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+@dataclass
+class AgentStopped:
+    """`recipe_agent`: the agent's training stopped before it finished (a signal; rerun to resume)."""
+
+    status: str
+    wall_s: float
+
+
+def recipe_agent(
+    study: TransferSpec,
+    seed: int,
+    folder: str | Path,
+    on_training: Callable[[int, int], None] | None = None,
+    on_trained: Callable[[int, float, float], None] | None = None,
+) -> tuple[tuple[Path, Path | None], float] | AgentStopped:
+    """One PPO seed's agent of a transfer recipe: trained into ``folder/agents/seedS`` unless bundled
+    (resumed from a checkpoint), and its fallback variant derived (``policy-fallback``) when the recipe has one.
+
+    Returns:
+        ((the bundle, the fallback bundle or None), seconds spent training now), or `AgentStopped`.
+    """
+    cfg = study.agents[seed]
+    run = Path(folder) / "agents" / f"seed{seed}"
+    wall = 0.0
+    if not (run / "policy" / "manifest.json").is_file():
+        if on_training is not None:
+            on_training(seed, cfg.train.total_timesteps)
+        res, wall = train_unless_bundled(cfg, run)
+        if res.get("status") != "finished":
+            return AgentStopped(str(res.get("status")), wall)
+        if on_trained is not None:
+            on_trained(seed, wall, res["env_steps_per_s"])
+    derived = None
+    if study.fallback:
+        derived = derive_bundle(run / "policy", run / "policy-fallback", study.fallback, note="transfer.yaml fallback")
+    return (run / "policy", derived), wall
+
+
 def _compare(spec: dict, config: str | Path, root: Path | None) -> dict[str, tuple[Path, Path]]:
     """The YAML's ``compare:`` (label -> ``{config: YAML, out: its study folder}``) as paths; a relative
     ``config`` is resolved against ``root``, ``out`` against the current folder (like ``--out``)."""
@@ -275,20 +313,15 @@ def run_transfer(
     pairs: list[tuple[str, str]] = []
     for label, study, folder in studies:
         plain, fb = agents.setdefault(label, []), agents.setdefault(f"{label} + fallback", [])
-        for s, cfg in study.agents.items():
-            run = folder / "agents" / f"seed{s}"
-            if not (run / "policy" / "manifest.json").is_file():
-                if on_training is not None:
-                    on_training(s, cfg.train.total_timesteps)
-                res, cost[s] = train_unless_bundled(cfg, run)
-                if res.get("status") != "finished":
-                    return TransferResult("", str(res.get("status")), s, agents, cost)
-                if on_trained is not None:
-                    on_trained(s, cost[s], res["env_steps_per_s"])
-            plain.append(f"policy:{run / 'policy'}")
-            if study.fallback:
-                derive_bundle(run / "policy", run / "policy-fallback", study.fallback, note="transfer.yaml fallback")
-                fb.append(f"policy:{run / 'policy-fallback'}")
+        for s in study.agents:
+            got = recipe_agent(study, s, folder, on_training, on_trained)
+            if isinstance(got, AgentStopped):
+                cost[s] = got.wall_s
+                return TransferResult("", got.status, s, agents, cost)
+            (bundle, derived), cost[s] = got
+            plain.append(f"policy:{bundle}")
+            if derived is not None:
+                fb.append(f"policy:{derived}")
                 pairs.append((plain[-1], fb[-1]))
     ev = spec.get("eval") or {}
     if not ev.get("plain", True):  # only the fallback variants are evaluated

@@ -147,6 +147,22 @@ def test_train_default_policy_installs_the_bundle_where_asked(tmp_path, capsys):
     assert f"installed {dest}" in capsys.readouterr().out
 
 
+def test_train_default_policy_ships_a_transfer_recipes_fallback_variant(tmp_path, capsys):
+    import json
+
+    dest = tmp_path / "default"
+    argv = ["--transfer", str(tiny_transfer(tmp_path)), "--seed", "1", "--timesteps", "24", "--out", str(tmp_path / "study"),
+            "--dest", str(dest)]
+    assert script("train_default_policy").main(argv) == 0
+    man = json.loads((dest / "manifest.json").read_text())
+    assert man["policy_kwargs"]["fallback"] == "shrink" and man["policy_class"] == "equivariant"
+    assert (tmp_path / "study" / "agents" / "seed1" / "policy-fallback").is_dir() and (dest / "model.zip").is_file()
+    capsys.readouterr()
+    assert script("train_default_policy").main([*argv[:2], "--seed", "7", "--dest", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "valid choices: 1" in err and len(err.splitlines()) == 1 and not (tmp_path / "no").exists()
+
+
 def test_rebuild_default_model_zip_completes_a_copy_of_the_bundle(tmp_path, capsys):
     import shutil
 
