@@ -33,7 +33,7 @@ from metacurr.agents.train import train_unless_bundled
 from metacurr.config import load_yaml, merge
 from metacurr.errors import ConfigError
 from metacurr.evaluation.pipeline import EvaluationResult, evaluate
-from metacurr.evaluation.stats import paired_difference
+from metacurr.evaluation.stats import paired_difference, stratified_bootstrap
 from metacurr.evaluation.task_sets import get_task_set
 from metacurr.io import atomic_write_text
 
@@ -181,6 +181,11 @@ def per_task(results_csv: str | Path, labels: dict[str, list[str]], metric: str 
     return "\n".join(out)
 
 
+def _group_means(df: pd.DataFrame, ctrls: list[str], metric: str) -> pd.Series:
+    """``metric`` averaged over ``ctrls`` (one per agent seed) per (task, evaluation seed)."""
+    return df[df.controller.isin(ctrls)].groupby(["task", "seed"])[metric].mean()
+
+
 def group_difference(results_csv: str | Path, a: list[str], b: list[str], metric: str = "final_val_acc") -> dict:
     """Recipe ``a`` minus recipe ``b``: each group's controllers (one per agent seed) averaged per (task,
     evaluation seed), then the paired difference with a CI stratified by task.
@@ -189,19 +194,62 @@ def group_difference(results_csv: str | Path, a: list[str], b: list[str], metric
         `paired_difference`'s dict (``mean``, ``low``, ``high``, ...) plus ``n`` (pairs).
     """
     df = pd.read_csv(results_csv)
-
-    def mean_of(ctrls: list[str]) -> pd.Series:
-        return df[df.controller.isin(ctrls)].groupby(["task", "seed"])[metric].mean()
-
-    d = (mean_of(a) - mean_of(b)).dropna()
+    d = (_group_means(df, a, metric) - _group_means(df, b, metric)).dropna()
     r = paired_difference([g.to_numpy() for _, g in d.groupby(level="task")])
     return {**r, "n": len(d)}
+
+
+def set_average(results: dict[str, str | Path], a: list[str], b: list[str], metric: str = "final_val_acc") -> dict:
+    """Controllers ``a`` minus ``b`` averaged over task sets: each set weighs the same, each task the same
+    within its set, each group's controllers (one per agent seed) averaged per (task, evaluation seed).
+    The CI resamples evaluation seeds within each task (stratified bootstrap).
+
+    Args:
+        results: task set -> its evaluation's ``results.csv``.
+
+    Returns:
+        ``{mean, low, high, n}`` (n: (task, seed) pairs).
+    """
+    groups, weights = [], []
+    for csv in results.values():
+        df = pd.read_csv(csv)
+        d = (_group_means(df, a, metric) - _group_means(df, b, metric)).dropna()
+        tasks = [g.to_numpy() for _, g in d.groupby(level="task")]
+        groups += tasks
+        weights += [1.0 / (len(results) * len(tasks))] * len(tasks)
+    if not groups:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+    w = np.asarray(weights) / sum(weights)  # sets with no pair drop out
+
+    def stat(*samples, axis=-1):
+        return sum(wi * np.mean(x, axis=axis) for wi, x in zip(w, samples))
+
+    mean, low, high = stratified_bootstrap(groups, stat)
+    return {"mean": mean, "low": low, "high": high, "n": int(sum(len(g) for g in groups))}
 
 
 def group_table(r: dict, a: str, b: str) -> str:
     """Markdown: one `group_difference` row."""
     return (f"| difference | mean [95% CI] | pairs |\n|---|---|---|\n"
             f"| {a} − {b} | {r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] | {r['n']} |")
+
+
+def across_sets(results: dict[str, str | Path], labels: dict[str, list[str]], baselines: list[str]) -> str:
+    """Markdown: every controller group minus every baseline, averaged over the task sets (`set_average`)."""
+    refs = [b for b in baselines if b in ("uniform", *labels)]
+    out = [f"## Averaged over the {len(results)} task sets ({', '.join(f'`{t}`' for t in results)})\n",
+           "Each set weighs the same, each task the same within its set; 95% CI over evaluation seeds.\n",
+           "| controller | " + " | ".join(f"− {b}" for b in refs) + " |", "|---" * (len(refs) + 1) + "|"]
+    for name, ctrls in labels.items():
+        cells = []
+        for b in refs:
+            if b == name:
+                cells.append("–")
+                continue
+            r = set_average(results, ctrls, [b])
+            cells.append(f"{r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]")
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
 
 
 def table(rows: list[dict]) -> str:
@@ -359,6 +407,8 @@ def run_transfer(
             changed, total = fallback_changes(csv, pairs)
             text.append(f"The fallback changed the final weights of {changed} of {total} runs "
                         "(the others never left its support).\n")
+    if len(evaluations) > 1:
+        text.append(across_sets({t: r.paths["results"] for t, r in evaluations.items()}, labels, baselines))
     summary = "\n".join(text)
     path = out / f"summary-{'+'.join(sets)}.md"
     atomic_write_text(path, summary)

@@ -35,3 +35,18 @@ def test_paired_rows_pool_agent_seeds_and_report_their_spread(results):
     (row,) = paired_rows(results, {"A": ["a1", "a2"]})
     assert row["n"] == 8 and row["pooled"][0] == pytest.approx(0.2)
     assert row["spread"] == pytest.approx((0.1, 0.3))
+
+
+def test_set_average_weighs_each_set_then_each_task_the_same(tmp_path, results):
+    from metacurr.studies.transfer import across_sets, set_average
+
+    # a second set with one task where recipe A is 0.4 below uniform
+    rows = [{"task": "t3", "seed": s, "controller": c, "final_val_acc": v}
+            for s in (10000, 10001) for c, v in (("uniform", 0.5), ("a1", 0.1), ("a2", 0.1))]
+    other = tmp_path / "other.csv"
+    pd.DataFrame(rows).to_csv(other, index=False)
+    r = set_average({"first": results, "second": other}, ["a1", "a2"], ["uniform"])
+    # first set: +0.2 on each task; second: -0.4; sets weigh the same, not their 4 and 2 pairs
+    assert r["mean"] == pytest.approx((0.2 - 0.4) / 2) and r["n"] == 6
+    text = across_sets({"first": results, "second": other}, {"A": ["a1", "a2"]}, ["uniform"])
+    assert "| A | -0.100 [-0.100, -0.100] |" in text and "`first`, `second`" in text
