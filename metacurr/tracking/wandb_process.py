@@ -209,3 +209,6 @@ def child_main() -> None:
     # Ctrl-C reaches the whole process group: the parent ends this run (as failed) through the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin, sys.stdout)
+    # The run is complete on disk and the parent told: skip the interpreter's teardown (wandb's exit hooks
+    # have nothing left to do after `finish`), which the parent would otherwise wait for.
+    os._exit(0)
