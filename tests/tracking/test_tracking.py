@@ -407,3 +407,17 @@ def test_a_child_process_that_cannot_start_wandb_warns_here_and_the_run_goes_on(
     record = json.loads((tmp_path / "tracking.json").read_text())
     assert record["status"] == "finished" and record["wandb"] == {"mode": "disabled"}
     assert record["summary"]["inner/val_acc"] == 0.5 and not (tmp_path / "wandb").exists()
+
+
+def test_a_run_active_in_this_process_is_adopted_even_when_a_child_process_is_asked_for(tmp_path):
+    """A sweep agent's W&B run lives in this process: `train_run` logs into it, not into a child's run."""
+    import wandb
+
+    run = wandb.init(mode="offline", dir=str(tmp_path), project="metacurr", settings=wandb.Settings(silent=True))
+    try:
+        t = make_tracker("offline", tmp_path / "trial", name="trial", tensorboard=False, wandb_process=True)
+        assert t.member(WandbProcessTracker) is None and t.member(WandbTracker).run is run
+        t.finish()
+        assert wandb.run is run
+    finally:
+        run.finish()
