@@ -15,6 +15,7 @@ is complete on disk. Stdin closing without ``finish`` ends the run as failed.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +175,11 @@ def _skip_launch_inputs() -> None:
         wandb_run.Run._detect_and_apply_job_inputs = lambda self: None
 
 
-def serve(stdin, stdout) -> None:
-    """The child's side of the protocol: one `WandbTracker` driven by the JSON lines on ``stdin``."""
+def serve(stdin, stdout, on_started: Callable[[], None] | None = None) -> None:
+    """The child's side of the protocol: one `WandbTracker` driven by the JSON lines on ``stdin``.
+
+    ``on_started`` is called once the W&B run started (or failed to).
+    """
     def emit(msg: dict) -> None:
         stdout.write(json.dumps(msg) + "\n")
         stdout.flush()
@@ -190,6 +195,8 @@ def serve(stdin, stdout) -> None:
     tracker = WandbTracker(spec["mode"], spec["out_dir"], spec["project"], spec["entity"])
     tracker.start(spec["name"], spec["config"], spec["group"], spec["tags"])
     emit({"info": tracker.info()})
+    if on_started is not None:
+        on_started()
     exit_code = 1  # stdin closed without a finish: the parent died mid-run
     for line in stdin:
         msg = json.loads(line)
@@ -208,7 +215,15 @@ def child_main() -> None:
     """The child process's entry: serve the parent through stdin and stdout."""
     # Ctrl-C reaches the whole process group: the parent ends this run (as failed) through the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    serve(sys.stdin, sys.stdout)
+    # wandb's import and run start build long-lived objects and little garbage: no collections until the
+    # run started, then those objects are frozen out of later ones (less CPU taken from the parent's run)
+    gc.disable()
+
+    def started() -> None:
+        gc.freeze()
+        gc.enable()
+
+    serve(sys.stdin, sys.stdout, started)
     # The run is complete on disk and the parent told: skip the interpreter's teardown (wandb's exit hooks
     # have nothing left to do after `finish`), which the parent would otherwise wait for.
     os._exit(0)
