@@ -65,7 +65,9 @@ def measure(repeats: int, baseline: Path | None = None) -> dict:
     py = [sys.executable, "-m", "metacurr.cli"]
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "WANDB_API_KEY": "", "WANDB_MODE": "", "WANDB_DIR": tmp, "WANDB_SILENT": "true",
+        # WANDB_MODE unset, not empty: wandb rejects an empty mode, and `auto` must start its offline run
+        env = {**{k: v for k, v in os.environ.items() if k not in ("WANDB_MODE", "WANDB_DISABLED")},
+               "WANDB_API_KEY": "", "WANDB_DIR": tmp, "WANDB_SILENT": "true",
                "NETRC": str(Path(tmp) / "no-netrc"), "HOME": tmp}
         envs = {"": env}
         if baseline is not None:
@@ -93,6 +95,8 @@ def measure(repeats: int, baseline: Path | None = None) -> dict:
                     wall, _ = _time(py + TRAIN + ["--out", out, "--wandb", tracking], e, tmp)
                     walls[k].append(wall)
                     inner[k].append(json.loads((Path(out) / "summary.json").read_text())["wall_s"])
+                    if tracking == "auto" and not list(Path(out).glob("wandb/offline-run-*/run-*.wandb")):
+                        raise SystemExit(f"startup: {k}train --wandb auto wrote no offline W&B run in {out}")
             for k in envs:
                 results[f"{k}metacurr train --wandb {tracking}"] = {
                     "wall_s": statistics.median(walls[k]), "runs": walls[k], "training_s": statistics.median(inner[k])}

@@ -98,6 +98,7 @@ def train_run(
             group=group,
             tags=[cfg.controller, cfg.task.family, cfg.task.arch, *tags],
             config=to_dict(cfg),
+            wandb_process=True,  # W&B's start-up (~1.5 s) runs on another core while this process trains
         )
         ok = False
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from metacurr.cli.common import add_budget_args, add_threads_arg, check_out_dir, nonneg_int
+from metacurr.cli.common import add_budget_args, add_threads_arg, check_out_dir, nonneg_int, startup_imports
 from metacurr.cli.tracking_args import add_tracking_args, parse_tags, sync_hint
 
 
@@ -27,11 +27,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here, not at the top: `metacurr --help` and the other subcommands should not load the run stack.
-    from tqdm import tqdm
+    with startup_imports("metacurr.training"):
+        # Imported here, not at the top: `metacurr --help` and the other subcommands should not load the run stack.
+        from tqdm import tqdm
 
-    from metacurr.config import load_yaml
-    from metacurr.training import train_run
+        from metacurr.config import load_yaml
+        from metacurr.training import train_run
 
     data = load_yaml(args.config) if args.config else {}
     out = check_out_dir(args.out)

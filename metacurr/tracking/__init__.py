@@ -13,10 +13,11 @@ from metacurr.tracking.composite import CompositeTracker, git_commit, make_track
 from metacurr.tracking.local import TRACKING_FILE, LocalTracker
 from metacurr.tracking.tensorboard import TensorBoardTracker
 from metacurr.tracking.wandb_env import WANDB_MODES, has_api_key, require_online, resolve_mode
+from metacurr.tracking.wandb_process import WandbProcessTracker
 from metacurr.tracking.wandb_tracker import WandbTracker
 
 __all__ = [
-    "Tracker", "NullTracker", "CompositeTracker", "LocalTracker", "WandbTracker", "TensorBoardTracker",
+    "Tracker", "NullTracker", "CompositeTracker", "LocalTracker", "WandbTracker", "WandbProcessTracker", "TensorBoardTracker",
     "make_tracker", "run_name", "git_commit", "log_artifact", "fetch_artifact", "parse_ref",
     "WANDB_MODES", "resolve_mode", "has_api_key", "require_online", "TRACKING_FILE",
 ]

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +17,15 @@ from metacurr.tracking.base import Tracker
 from metacurr.tracking.local import LocalTracker
 from metacurr.tracking.tensorboard import TensorBoardTracker
 from metacurr.tracking.wandb_env import resolve_mode
+from metacurr.tracking.wandb_process import WandbProcessTracker
 from metacurr.tracking.wandb_tracker import WandbTracker
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PROJECT = "metacurr"
+
+#: The W&B members: in this process, or in a child process (`make_tracker(wandb_process=True)`).
+_WANDB = (WandbTracker, WandbProcessTracker)
 
 
 class CompositeTracker(Tracker):
@@ -45,7 +50,7 @@ class CompositeTracker(Tracker):
     def start(self, name: str, config: dict, group: str | None = None, tags: list[str] | None = None) -> None:
         self.name = name
         self._each("start", name, config, group, tags)
-        local, wb = self.member(LocalTracker), self.member(WandbTracker)
+        local, wb = self.member(LocalTracker), self.member(_WANDB)
         if local is not None:
             tb = self.member(TensorBoardTracker)
             try:
@@ -73,26 +78,34 @@ class CompositeTracker(Tracker):
         self._each("use_artifact", ref)
 
     def finish(self, exit_code: int = 0) -> None:
-        """End every member; ``exit_code`` != 0 marks the run failed (W&B and ``tracking.json``)."""
-        for t in self.trackers:
+        """End every member; ``exit_code`` != 0 marks the run failed (W&B and ``tracking.json``).
+
+        The local record ends last: a W&B run in a child process says where it lives once it finished.
+        """
+        local = self.member(LocalTracker)
+        for t in [t for t in self.trackers if t is not local] + ([local] if local is not None else []):
             try:
-                if isinstance(t, LocalTracker | WandbTracker):
+                if t is local and isinstance(wb := self.member(WandbProcessTracker), WandbProcessTracker):
+                    t.update(wandb=wb.info())
+                if isinstance(t, LocalTracker | WandbTracker | WandbProcessTracker):
                     t.finish(exit_code=exit_code)
                 else:
                     t.finish()
             except Exception as e:
                 log.warning("%s.finish failed (%s)", type(t).__name__, e)
 
-    def member(self, cls: type) -> Any:
-        """The first member of type ``cls``, or None."""
+    def member(self, cls: type | tuple[type, ...]) -> Any:
+        """The first member of type ``cls`` (or of one of the types ``cls`` holds), or None."""
         return next((t for t in self.trackers if isinstance(t, cls)), None)
 
     @property
     def wandb_info(self) -> dict:
         """``{"mode": online|offline|disabled, "id", "run_dir" (what ``wandb sync`` takes), "url"}``."""
-        wb = self.member(WandbTracker)
+        wb = self.member(_WANDB)
         if wb is None:
             return {"mode": "disabled"}
+        if isinstance(wb, WandbProcessTracker):
+            return wb.info()
         local = self.member(LocalTracker)
         # after finish the live run is gone; the record kept at start still says where it lives
         if wb.run is None and local is not None and "wandb" in local.record:
@@ -139,6 +152,7 @@ def make_tracker(
     config: dict | None = None,
     tensorboard: bool = True,
     entity: str | None = None,
+    wandb_process: bool = False,
 ) -> CompositeTracker:
     """Build and start the tracker of one run. Never raises once ``mode`` is valid; never blocks long.
 
@@ -166,6 +180,9 @@ def make_tracker(
         config: the full resolved config of the run (recorded as the W&B config).
         tensorboard: also write TensorBoard events to ``out_dir/tb``.
         entity: W&B entity (default: the account's).
+        wandb_process: hold the W&B run in a child process (`WandbProcessTracker`: log, summary and
+            finish only), so W&B's start-up runs beside the run on another core. Ignored when a W&B run is
+            already active in this process (a sweep agent's): the tracker logs into that one.
 
     Returns:
         A started `CompositeTracker`; call ``finish()`` when the run ends.
@@ -179,8 +196,9 @@ def make_tracker(
     if out is not None:
         members.append(LocalTracker(out))
     if resolved != "disabled":
-        members.append(WandbTracker(resolved, out, project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
-                                    entity))
+        active = "wandb" in sys.modules and getattr(sys.modules["wandb"], "run", None) is not None
+        cls = WandbProcessTracker if wandb_process and not active else WandbTracker
+        members.append(cls(resolved, out, project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT, entity))
     if tensorboard and out is not None:
         members.append(TensorBoardTracker(out / "tb"))
     all_tags = list(dict.fromkeys(str(t) for t in (tags or []) if str(t)))

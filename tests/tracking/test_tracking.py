@@ -13,6 +13,7 @@ from metacurr.cli import main
 from metacurr.errors import ConfigError
 from metacurr.tracking import (
     CompositeTracker,
+    WandbProcessTracker,
     WandbTracker,
     fetch_artifact,
     make_tracker,
@@ -364,3 +365,59 @@ def test_evaluate_rejects_a_bad_wandb_mode_before_writing(tmp_path):
     with pytest.raises(ConfigError, match="unknown W&B mode .sometimes.; valid choices"):
         metacurr.evaluate("uniform", out=tmp_path / "x", tasks="quick", seeds=1, wandb="sometimes")
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_in_a_child_process_is_written_like_one_in_this_process(tmp_path, monkeypatch):
+    """WandbProcessTracker: history, summary, exit code and where the run lives, as WandbTracker writes them.
+
+    An empty WANDB_MODE (as `export WANDB_MODE=` leaves it) means unset: wandb itself rejects it.
+    """
+    monkeypatch.setenv("WANDB_MODE", "")
+    out = tmp_path / "run"
+    t = make_tracker("auto", out, name="child", config={"task": {"seed": 1}}, tensorboard=False, wandb_process=True)
+    assert isinstance(t.member(WandbProcessTracker), WandbProcessTracker)
+    for step in range(3):
+        t.log({"inner/val_acc": 0.25 * step, "curriculum/weights": [1, 2]}, step)
+    t.summary({"final_val_acc": 0.5})
+    t.finish(exit_code=1)
+    recs = wandb_records(offline_run_file(out))
+    run = next(r.run for r in recs if r.WhichOneof("record_type") == "run")
+    assert run.display_name == "child" and items(run.config.update)["task"] == {"seed": 1}
+    history = [items(r.history.item) for r in recs if r.WhichOneof("record_type") == "history"]
+    assert [(h["_step"], h["inner/val_acc"]) for h in history] == [(0, 0.0), (1, 0.25), (2, 0.5)]
+    summary: dict = {}
+    for r in recs:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update(items(r.summary.update))
+    assert summary["final_val_acc"] == 0.5
+    assert any(r.WhichOneof("record_type") == "exit" and r.exit.exit_code == 1 for r in recs)
+    record = json.loads((out / "tracking.json").read_text())
+    assert record["status"] == "failed" and record["wandb"]["mode"] == "offline"
+    assert Path(record["wandb"]["run_dir"]) == offline_run_file(out).parent == Path(t.wandb_info["run_dir"])
+
+
+def test_a_child_process_that_cannot_start_wandb_warns_here_and_the_run_goes_on(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_MODE", "sometimes")  # wandb's settings reject it in the child
+    with caplog.at_level(logging.WARNING):
+        t = make_tracker("offline", tmp_path, name="n", tensorboard=False, wandb_process=True)
+        t.log({"inner/val_acc": 0.5}, 0)
+        t.finish()
+    assert any("W&B unavailable" in r.getMessage() for r in caplog.records)
+    assert t.wandb_info == {"mode": "disabled"}
+    record = json.loads((tmp_path / "tracking.json").read_text())
+    assert record["status"] == "finished" and record["wandb"] == {"mode": "disabled"}
+    assert record["summary"]["inner/val_acc"] == 0.5 and not (tmp_path / "wandb").exists()
+
+
+def test_a_run_active_in_this_process_is_adopted_even_when_a_child_process_is_asked_for(tmp_path):
+    """A sweep agent's W&B run lives in this process: `train_run` logs into it, not into a child's run."""
+    import wandb
+
+    run = wandb.init(mode="offline", dir=str(tmp_path), project="metacurr", settings=wandb.Settings(silent=True))
+    try:
+        t = make_tracker("offline", tmp_path / "trial", name="trial", tensorboard=False, wandb_process=True)
+        assert t.member(WandbProcessTracker) is None and t.member(WandbTracker).run is run
+        t.finish()
+        assert wandb.run is run
+    finally:
+        run.finish()
