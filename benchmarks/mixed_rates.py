@@ -1,6 +1,7 @@
 """PPO training rate on a mixed task distribution: the grouped batched env against SubprocVecEnv.
 
     python benchmarks/mixed_rates.py [--timesteps 4096] [--distribution mixed] [--reps 1] [--json FILE]
+    python benchmarks/mixed_rates.py --profile [--timesteps 2048]     # where the grouped run's time goes
 
 The agent is the one ``experiments/transfer.yaml`` trains (its ``base`` agent config with its ``agent``
 overrides and its first PPO seed: equivariant policy, observation layout 3, 16 envs, the same PPO
@@ -11,15 +12,18 @@ settings), on ``--distribution`` (default ``mixed``: MNIST-1D with an MLP or a C
 the same distribution, seed and timesteps, and prints each run's ``env_steps_per_s`` (its summary:
 PPO's rollouts and updates, episode resets included; env start-up excluded), the grouped / subproc
 ratio and the load average before and after each run (other processes share the CPUs). A few thousand
-timesteps take about 2-4 minutes per run on 2 busy cores.
+timesteps take about 2-4 minutes per run on 2 busy cores. ``--profile`` instead runs the grouped
+training once in this process under cProfile and prints the functions with the most cumulative time.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import platform
+import pstats
 import sys
 import tempfile
 import time
@@ -44,14 +48,32 @@ def transfer_agent(distribution: str) -> dict:
     return data
 
 
+def profile_grouped(config: Path, timesteps: int, out: Path) -> None:
+    """The grouped run in this process under cProfile; prints the top functions by cumulative time."""
+    from metacurr.cli import main as cli  # imported here: the timed runs start train-agent in fresh processes
+
+    os.environ["WANDB_MODE"] = "disabled"
+    prof = cProfile.Profile()
+    prof.runcall(cli, ["train-agent", "--config", str(config), "--timesteps", str(timesteps), "--out", str(out),
+                       "--wandb", "disabled", "--no-progress", "--vec-env", "grouped"])  # fmt: skip
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--timesteps", type=int, default=4096)
     ap.add_argument("--distribution", default="mixed", help="training distribution (envs/task_distribution.py)")
     ap.add_argument("--reps", type=int, default=1, help="alternating grouped / subproc pairs")
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--profile", action="store_true", help="profile one grouped run in this process instead")
     args = ap.parse_args()
     data = transfer_agent(args.distribution)
+    if args.profile:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "agent.yaml"
+            config.write_text(yaml.safe_dump(data))
+            profile_grouped(config, args.timesteps, Path(tmp) / "run")
+        return 0
     rows: dict[str, list[dict]] = {v: [] for v in VEC_ENVS}
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "agent.yaml"
