@@ -98,11 +98,11 @@ def _cnn_pooled(p: dict, x: torch.Tensor, layout: str) -> torch.Tensor:
     The first convolution (few input channels) is an im2col matmul, ``h1 = W1 cols + b1`` with cols
     (N, C_in * k^d, B * spatial): one ``baddbmm`` in channel-major layout. The second is ONE grouped
     convolution over every run, input (B, N * width, spatial), ``groups = N``, each run's weights acting
-    on its own channels. oneDNN runs a grouped convolution with one input channel per group several times
-    slower than the same work as a matmul, and one with ``width`` input channels per group well (on the
-    2-core CPU VM at N = 8, B = 192: this forward and its backward 19 ms, vmapped convolutions 33 ms,
-    the 8 models one by one 25 ms). Pooling sums and scales the small pooled tensor: the backward of a
-    sum is a broadcast view, where a mean's materialises the full-size gradient."""
+    on its own channels. In torch's profiler on the 2-core CPU VM, oneDNN's grouped convolution with one
+    input channel per group took longer than the whole im2col matmul and its backward; the vmapped
+    forward ran both layers that way (the two against each other: ``benchmarks/README.md``, "The batched
+    CNN"). Pooling sums and scales the small pooled tensor: the backward of a sum is a broadcast view,
+    where a mean's materialises the full-size gradient."""
     n, b = x.shape[:2]
     h = x.transpose(2, 3) if layout == "sequence" else x.unsqueeze(2)  # (N, B, C_in, *spatial)
     spatial = h.shape[3:]
