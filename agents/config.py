@@ -103,15 +103,15 @@ class TrainConfig:
     batched_processes: int = 1
     """``vec_env: batched`` only: worker processes the N inner runs are split over (1: this process,
     worker threads). Slot i is the same run either way; on 2 cores 2 processes stepped faster than one
-    for MLP, CNN and transformer tasks and about as fast for the GRU; for the CNN and the transformer
-    ``vec_env: subproc`` is faster than either (``benchmarks/README.md``)."""
+    for MLP, CNN and transformer tasks and about as fast for the GRU; for the transformer
+    ``vec_env: subproc`` is faster than either, and for the CNN 2 processes ran at 1.9x it
+    (``benchmarks/README.md``)."""
     batched_compile: bool = False
     """``vec_env: batched`` only: run each inner step (forward, backward, clipping, optimiser) and the
     probe pass as ``torch.compile``d programs. Needs a C++ compiler; compiles per process at the start
     (with a cold inductor cache ~25 s for the default MLP task, ~40 s GRU; ~1 s from the cache); results
     equal the eager batched env's up to float rounding, not bit for bit. Measured as fast as eager or
-    faster for every architecture with ``batched_processes: 2`` (``benchmarks/README.md``); for the CNN
-    ``vec_env: subproc`` is faster still."""
+    faster for every architecture with ``batched_processes: 2`` (``benchmarks/README.md``)."""
 
 
 @dataclass(frozen=True)

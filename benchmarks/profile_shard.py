@@ -53,7 +53,7 @@ def main() -> None:
 
     n = args.n_envs
     task = {"family": "mnist1d", "arch": args.arch, "n_stages": 3, "batch_size": 64, "inner_steps": 10}
-    env = BatchedRebalanceVecEnv(n, task=task, control_steps=10**6, inner_steps=10, threads=1, compile=not args.eager)
+    env = BatchedRebalanceVecEnv(n, task=task, control_steps=10**5, inner_steps=10, threads=1, compile=not args.eager)
     env.seed(0)
     env.reset()
     a = np.zeros((n, 3), dtype=np.float32)
@@ -122,7 +122,7 @@ def _probe_matmul_check(task: dict, n: int) -> None:
         times["plain bmm, same operands, right after"].append(t2 - t1)
         return orig(p, x)
 
-    env = batched.BatchedRebalanceVecEnv(n, task=task, control_steps=10**6, inner_steps=10, threads=1, compile=False)
+    env = batched.BatchedRebalanceVecEnv(n, task=task, control_steps=10**5, inner_steps=10, threads=1, compile=False)
     env.seed(0)
     env.reset()
     a = np.zeros((n, 3), dtype=np.float32)

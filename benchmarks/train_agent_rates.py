@@ -28,23 +28,31 @@ CONFIGS = {
 }
 
 
+def train_agent_summary(config: Path, timesteps: int, extra: list[str]) -> dict:
+    """Run ``metacurr train-agent --config CONFIG --timesteps T *extra`` in a fresh process, into a
+    temporary folder, with W&B off; return the run's ``summary.json``."""
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-c", "import sys; from metacurr.cli import main; sys.exit(main(sys.argv[1:]))",
+               "train-agent", "--config", str(config), "--timesteps", str(timesteps), "--out", str(Path(tmp) / "run"),
+               "--wandb", "disabled", "--no-progress", *extra]  # fmt: skip
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+        return json.loads((Path(tmp) / "run" / "summary.json").read_text())
+
+
+def print_row(name: str, r: dict) -> None:
+    print(f"{name:24s} {r['timesteps']:7d} steps  {r['wall_s']:6.1f} s  {r['env_steps_per_s']:6.1f} env-steps/s", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--timesteps", type=int, default=32768)
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
-    env = {**os.environ, "WANDB_MODE": "disabled"}
     rows = {}
     for name, extra in CONFIGS.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-c", "import sys; from metacurr.cli import main; sys.exit(main(sys.argv[1:]))",
-                   "train-agent", "--config", str(ROOT / "experiments" / "main_agent.yaml"),
-                   "--timesteps", str(args.timesteps), "--out", str(Path(tmp) / "run"), "--wandb", "disabled",
-                   "--no-progress", *extra]  # fmt: skip
-            subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-            rows[name] = json.loads((Path(tmp) / "run" / "summary.json").read_text())
-        r = rows[name]
-        print(f"{name:24s} {r['timesteps']:7d} steps  {r['wall_s']:6.1f} s  {r['env_steps_per_s']:6.1f} env-steps/s", flush=True)
+        rows[name] = train_agent_summary(ROOT / "experiments" / "main_agent.yaml", args.timesteps, extra)
+        print_row(name, rows[name])
     if args.json:
         Path(args.json).write_text(json.dumps({"timesteps": args.timesteps, "runs": rows}, indent=1))
     return 0

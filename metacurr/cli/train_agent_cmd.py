@@ -13,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
     p.add_argument("--timesteps", type=int, help="override train.total_timesteps")
     p.add_argument("--n-envs", type=int, help="override train.n_envs")
-    p.add_argument("--vec-env", help="override train.vec_env (dummy, subproc, batched)")
+    p.add_argument("--vec-env", help="override train.vec_env (dummy, subproc, batched, grouped)")
     p.add_argument("--batched-processes", type=int, help="override train.batched_processes (vec_env: batched)")
     p.add_argument("--batched-compile", action=argparse.BooleanOptionalAction, default=None,
                    help="override train.batched_compile: torch.compile the batched env's inner step and probe pass")
