@@ -1,13 +1,12 @@
 """Train the policy shipped as ``policy:default`` and copy its bundle into the package.
 
-    python experiments/train_default_policy.py [--transfer experiments/transfer_mixed.yaml --seed 1] [--out runs/default-policy]
-    python experiments/train_default_policy.py --config AGENT.yaml [--out DIR] [--resume]
+    python experiments/train_default_policy.py [--config experiments/default_policy.yaml] [--out runs/default-policy] [--resume]
+    python experiments/train_default_policy.py --transfer experiments/transfer.yaml --seed 1 [--out runs/transfer]
 
-The shipped policy is one PPO seed of a transfer recipe (``--transfer``, ``--seed``; the YAML's fallback
-variant when it has one): trained into OUT/agents/seedS unless that bundle is already there (pass the
-study's folder, e.g. ``--out runs/transfer-mixed``, to install an agent it trained), resumed from a
-checkpoint otherwise. ``--config`` trains a plain agent config instead, through `metacurr.train_agent`.
-Either way the bundle (``model.zip`` included) replaces ``metacurr/pretrained/default/`` (or ``--dest``)
+By default it trains the agent config of the shipped policy through `metacurr.train_agent`.
+``--transfer`` ships one PPO seed of a transfer recipe instead (the YAML's fallback variant when it has
+one): trained into OUT/agents/seedS unless that bundle is already there (pass the study's folder, e.g.
+``--out runs/transfer``, to install an agent it trained), resumed from a checkpoint otherwise. Either way the bundle (``model.zip`` included) replaces ``metacurr/pretrained/default/`` (or ``--dest``)
 atomically.
 """
 
@@ -23,10 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--transfer", default=str(ROOT / "experiments" / "transfer_mixed.yaml"),
-                   help="transfer recipe YAML whose agent is shipped (default %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="which of the recipe's PPO seeds (default %(default)s)")
-    p.add_argument("--config", help="train this plain agent config instead of a transfer recipe's agent")
+    p.add_argument("--config", default=str(ROOT / "experiments" / "default_policy.yaml"),
+                   help="agent config to train (default %(default)s)")
+    p.add_argument("--transfer", help="ship one PPO seed of this transfer recipe YAML instead of --config")
+    p.add_argument("--seed", type=int, default=1, help="--transfer: which of the recipe's PPO seeds (default %(default)s)")
     p.add_argument("--out", default=str(ROOT / "runs" / "default-policy"))
     p.add_argument("--resume", action="store_true")
     p.add_argument("--wandb", default="disabled")
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {"train": {"total_timesteps": args.timesteps}} if args.timesteps else None
     try:
-        if args.config:
+        if not args.transfer:
             res = metacurr.train_agent(args.config, out=args.out, overrides=overrides, resume=args.resume,
                                        progress=True, wandb=args.wandb)
             if res.status != "finished":
