@@ -205,8 +205,9 @@ def load_bundle(path: str | Path) -> tuple[dict, dict, dict]:
 
 def derive_bundle(src: str | Path, dst: str | Path, policy_kwargs: dict, note: str = "") -> Path:
     """Copy a bundle with some ``policy_kwargs`` changed (e.g. ``{"fallback": "shrink"}``): the same
-    weights and normaliser, another inference setting. The weight files and their checksums are copied
-    unchanged; the manifest records ``derived_from``. ``model.zip`` keeps the kwargs it was trained with.
+    weights and normaliser, another inference setting. ``policy.pt`` and ``normalizer.npz`` are copied
+    unchanged; ``model.zip`` is re-saved with the changed kwargs (same parameters and buffers), so a plain
+    ``PPO.load`` of the derived bundle acts as the derived bundle does. The manifest records ``derived_from``.
     """
     src, dst = Path(src), Path(dst)
     man = read_manifest(src)
@@ -214,10 +215,14 @@ def derive_bundle(src: str | Path, dst: str | Path, policy_kwargs: dict, note: s
     tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.tmp-"))
     try:
         os.chmod(tmp, DIR_MODE)
+        files = dict(man.get("files") or {})
         for f in sorted(src.iterdir()):
-            if f.name != "manifest.json" and f.is_file():
+            if f.name == "model.zip":
+                _resave_model(f, tmp / f.name, policy_kwargs)
+                files[f.name] = sha256(tmp / f.name)
+            elif f.name != "manifest.json" and f.is_file():
                 atomic_write_bytes(tmp / f.name, f.read_bytes())
-        man = {**man, "policy_kwargs": {**dict(man.get("policy_kwargs") or {}), **policy_kwargs},
+        man = {**man, "files": files, "policy_kwargs": {**dict(man.get("policy_kwargs") or {}), **policy_kwargs},
                "derived_from": {"bundle": str(src), "changed": sorted(policy_kwargs), "note": note}}
         man[MANIFEST_SUM] = manifest_digest(json.loads(dumps(man)))  # a new manifest: signed anew
         (tmp / "manifest.json").write_text(dumps(man, indent=2, sort_keys=True) + "\n")
@@ -228,6 +233,13 @@ def derive_bundle(src: str | Path, dst: str | Path, policy_kwargs: dict, note: s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dst
+
+
+def _resave_model(src: Path, dst: Path, policy_kwargs: dict) -> None:
+    """``src`` (an SB3 PPO archive) saved to ``dst`` with ``policy_kwargs`` merged into its own."""
+    kwargs = stable_baselines3.PPO.load(src, device="cpu").policy_kwargs
+    model = stable_baselines3.PPO.load(src, device="cpu", custom_objects={"policy_kwargs": {**kwargs, **policy_kwargs}})
+    model.save(dst)
 
 
 def policy_class(manifest: dict) -> str:

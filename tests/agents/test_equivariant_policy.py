@@ -197,6 +197,17 @@ def test_derived_bundle_switches_the_fallback_on_with_the_same_weights(eq_run, t
     a, b = load_bundle_controller(eq_run / "policy"), load_bundle_controller(dst)
     assert a.policy.fallback == "none" and b.policy.fallback == "shrink"
     assert all(torch.equal(x, y) for x, y in zip(a.policy.state_dict().values(), b.policy.state_dict().values()))
+    # model.zip carries the derived kwargs too: a plain PPO.load acts as the derived controller does
+    from stable_baselines3 import PPO
+
+    model = PPO.load(dst / "model.zip", device="cpu")
+    assert model.policy.fallback == "shrink"
+    b.reset(3, np.random.default_rng(0))
+    obs = np.random.default_rng(1).normal(size=(16, model.observation_space.shape[0])) * 5  # far out of support
+    sb3, _ = model.predict(obs.astype(np.float32), deterministic=True)
+    _, lam = b.policy.deterministic_action(obs)
+    assert lam.max() > 0  # the fallback acts on these states
+    np.testing.assert_allclose(sb3, np.stack([b.act(o) for o in obs]), rtol=0, atol=1e-6)
 
 
 def test_same_seed_same_policy(eq_run, tmp_path):
