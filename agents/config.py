@@ -106,6 +106,10 @@ class TrainConfig:
     for MLP, CNN and transformer tasks and about as fast for the GRU; for the transformer
     ``vec_env: subproc`` is faster than either, and for the CNN 2 processes ran at 1.9x it
     (``benchmarks/README.md``)."""
+    group_processes: bool = False
+    """``vec_env: grouped`` only: run each (family, arch, stage count) group in its own worker process
+    (spawned, one torch thread) so the groups step in parallel across cores; slot i is the same run
+    either way (tested). ``benchmarks/mixed_rates.py`` measures it against ``SubprocVecEnv``."""
     batched_compile: bool = False
     """``vec_env: batched`` only: run each inner step (forward, backward, clipping, optimiser) and the
     probe pass as ``torch.compile``d programs. Needs a C++ compiler; compiles per process at the start
@@ -172,6 +176,10 @@ def validate(cfg: AgentConfig) -> AgentConfig:
         raise ConfigError(f"train.batched_compile must be true or false, got {cfg.train.batched_compile!r}")
     if cfg.train.vec_env != "batched" and (cfg.train.batched_processes != 1 or cfg.train.batched_compile):
         raise ConfigError(f"train.batched_processes and train.batched_compile apply to vec_env: batched, not {cfg.train.vec_env}")
+    if not isinstance(cfg.train.group_processes, bool):
+        raise ConfigError(f"train.group_processes must be true or false, got {cfg.train.group_processes!r}")
+    if cfg.train.group_processes and cfg.train.vec_env != "grouped":
+        raise ConfigError(f"train.group_processes applies to vec_env: grouped, not {cfg.train.vec_env}")
     if cfg.train.eval_every < 0:
         raise ConfigError(f"train.eval_every must be >= 0, got {cfg.train.eval_every}")
     if not (0 <= cfg.train.seed < EVAL_SEED_BASE):

@@ -80,7 +80,7 @@ def make_vec_env(cfg: AgentConfig, n_envs: int | None = None, kind: str | None =
         from metacurr.envs.vec import grouped_batched_env
 
         kw["distribution"] = get_distribution(kw["distribution"])
-        venv = grouped_batched_env(n, **kw)
+        venv = grouped_batched_env(n, processes=cfg.train.group_processes, **kw)
     elif kind == "subproc" and n > 1:
         venv = SubprocVecEnv([functools.partial(_make_env, kw, True) for _ in range(n)], start_method="spawn")
     else:

@@ -7,10 +7,11 @@ The agent is the one ``experiments/transfer.yaml`` trains (its ``base`` agent co
 overrides and its first PPO seed: equivariant policy, observation layout 3, 16 envs, the same PPO
 settings), on ``--distribution`` (default ``mixed``: MNIST-1D with an MLP or a CNN, 2-5 stages, 8
 (family, arch, stage count) groups). It runs ``metacurr train-agent`` on that config with
-``--vec-env grouped`` (one batched program per group, all in the learner's process) and with
-``--vec-env subproc`` (one process per env), one after the other (``--reps`` alternating pairs), on
-the same distribution, seed and timesteps, and prints each run's ``env_steps_per_s`` (its summary:
-PPO's rollouts and updates, episode resets included; env start-up excluded), the grouped / subproc
+``vec_env: grouped`` (one batched program per group, all in the learner's process), with ``vec_env:
+grouped`` and ``group_processes: true`` (each group's batched program in its own worker process) and
+with ``vec_env: subproc`` (one process per env), one after the other (``--reps`` alternating rounds),
+on the same distribution, seed and timesteps, and prints each run's ``env_steps_per_s`` (its summary:
+PPO's rollouts and updates, episode resets included; env start-up excluded), each grouped / subproc
 ratio and the load average before and after each run (other processes share the CPUs). A few thousand
 timesteps take about 2-4 minutes per run on 2 busy cores. ``--profile`` instead runs the grouped
 training once in this process under cProfile and prints the functions with the most cumulative time.
@@ -35,7 +36,9 @@ from train_agent_rates import ROOT, print_row, train_agent_summary
 from metacurr.agents.config import load_agent_config
 from metacurr.config import load_yaml, merge
 
-VEC_ENVS = ("grouped", "subproc")
+#: Each measured set-up: its name and its ``train`` overrides.
+VEC_ENVS = {"grouped": {"vec_env": "grouped"}, "grouped-processes": {"vec_env": "grouped", "group_processes": True},
+            "subproc": {"vec_env": "subproc"}}
 
 
 def transfer_agent(distribution: str) -> dict:
@@ -43,8 +46,8 @@ def transfer_agent(distribution: str) -> dict:
     spec = load_yaml(str(ROOT / "experiments" / "transfer.yaml"))
     agent = merge(dict(spec.get("agent") or {}), {"env": {"distribution": distribution}, "train": {"seed": spec["seeds"][0]}})
     data = merge(load_yaml(str(ROOT / spec["base"])), agent)
-    for vec in VEC_ENVS:  # a bad distribution or n_envs fails here, before any run
-        load_agent_config(None, merge(data, {"train": {"vec_env": vec}}))
+    for train in VEC_ENVS.values():  # a bad distribution or n_envs fails here, before any run
+        load_agent_config(None, merge(data, {"train": train}))
     return data
 
 
@@ -63,7 +66,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--timesteps", type=int, default=4096)
     ap.add_argument("--distribution", default="mixed", help="training distribution (envs/task_distribution.py)")
-    ap.add_argument("--reps", type=int, default=1, help="alternating grouped / subproc pairs")
+    ap.add_argument("--reps", type=int, default=1, help="rounds of the three set-ups, one after the other")
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--profile", action="store_true", help="profile one grouped run in this process instead")
     args = ap.parse_args()
@@ -76,20 +79,23 @@ def main() -> int:
         return 0
     rows: dict[str, list[dict]] = {v: [] for v in VEC_ENVS}
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "agent.yaml"
-        config.write_text(yaml.safe_dump(data))
+        configs = {}
+        for vec, train in VEC_ENVS.items():
+            configs[vec] = Path(tmp) / f"{vec}.yaml"
+            configs[vec].write_text(yaml.safe_dump(merge(data, {"train": train})))
         for _ in range(args.reps):
             for vec in VEC_ENVS:
                 load_before = os.getloadavg()
-                r = train_agent_summary(config, args.timesteps, ["--vec-env", vec])
+                r = train_agent_summary(configs[vec], args.timesteps, [])
                 r["load_avg_before"], r["load_avg_after"] = load_before, os.getloadavg()
                 rows[vec].append(r)
                 print_row(vec, r)
                 print(f"  load average {load_before[0]:.2f} -> {r['load_avg_after'][0]:.2f}", flush=True)
     rate = {v: sum(r["env_steps_per_s"] for r in rows[v]) / len(rows[v]) for v in VEC_ENVS}
-    ratio = rate["grouped"] / rate["subproc"]
-    print(f"grouped / subproc = {rate['grouped']:.1f} / {rate['subproc']:.1f} env-steps/s = {ratio:.2f}x "
-          f"({args.distribution}, {args.timesteps} timesteps, mean of {args.reps})")  # fmt: skip
+    ratio = {v: rate[v] / rate["subproc"] for v in VEC_ENVS if v != "subproc"}
+    for v, x in ratio.items():
+        print(f"{v} / subproc = {rate[v]:.1f} / {rate['subproc']:.1f} env-steps/s = {x:.2f}x "
+              f"({args.distribution}, {args.timesteps} timesteps, mean of {args.reps})")  # fmt: skip
     if args.json:
         report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
                   "machine": platform.machine(), "python": platform.python_version(), "distribution": args.distribution,

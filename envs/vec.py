@@ -6,7 +6,9 @@ and one vector env made of groups of batched envs.
 * `GroupedVecEnv`: several vector envs side by side as one. `grouped_batched_env` builds one
   `BatchedRebalanceVecEnv` per (family, architecture, stage count) of a task distribution, so PPO trains
   on all of them at once while each group still runs as one batched program (a batched env trains a
-  single triple). The groups step one after the other in this process.
+  single triple). The groups step one after the other in this process, or, with ``processes=True``,
+  each in its own worker process (`ShardedBatchedVecEnv` with one shard): `GroupedVecEnv` sends every
+  group its actions before it waits for any, so the groups step in parallel across cores.
 """
 
 from __future__ import annotations
@@ -143,14 +145,28 @@ def task_groups(dist: TaskDistribution) -> list[TaskDistribution]:
     return groups
 
 
-def grouped_batched_env(n_envs: int, distribution: TaskDistribution, **env_kwargs) -> GroupedVecEnv:
+def grouped_batched_env(n_envs: int, distribution: TaskDistribution, processes: bool = False, **env_kwargs) -> GroupedVecEnv:
     """One batched env per (family, arch, stage count) of ``distribution``, ``n_envs`` slots split evenly.
 
-    ``n_envs`` must be a multiple of the number of triples; ``env_kwargs`` as for `BatchedRebalanceVecEnv`.
+    ``n_envs`` must be a multiple of the number of triples; ``processes``: each group in its own worker
+    process (slot i is the same run either way); ``env_kwargs`` as for `BatchedRebalanceVecEnv`.
     """
     groups = task_groups(distribution)
     if n_envs % len(groups):
         raise ConfigError(f"n_envs = {n_envs} must be a multiple of the {len(groups)} (family, arch, stage count) groups "
                           f"of distribution {distribution.name!r}")
     k = n_envs // len(groups)
+    if processes:
+        # Imported here: the in-process grouped env never spawns workers.
+        from metacurr.envs.sharded import ShardedBatchedVecEnv
+
+        envs: list[VecEnv] = []
+        try:
+            for g in groups:
+                envs.append(ShardedBatchedVecEnv(k, processes=1, distribution=g, **env_kwargs))
+        except BaseException:
+            for e in envs:  # no worker outlives a group that failed to start
+                e.close()
+            raise
+        return GroupedVecEnv(envs)
     return GroupedVecEnv([BatchedRebalanceVecEnv(k, distribution=g, threads=1, **env_kwargs) for g in groups])

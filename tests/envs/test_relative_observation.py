@@ -86,7 +86,7 @@ def test_wrapper_over_layout_2_envs_equals_the_layout_3_env():
                 assert np.array_equal(x["terminal_observation"], y["terminal_observation"])
 
 
-def test_grouped_env_trains_every_stage_count_and_repeats_for_a_seed():
+def test_grouped_env_trains_every_stage_count_and_repeats_for_a_seed_in_process_and_in_workers():
     from metacurr.envs.task_distribution import get_distribution
     from metacurr.envs.vec import grouped_batched_env, task_groups
 
@@ -95,13 +95,18 @@ def test_grouped_env_trains_every_stage_count_and_repeats_for_a_seed():
     with pytest.raises(ConfigError, match="multiple"):
         grouped_batched_env(6, dist)
     runs = []
-    for _ in range(2):
-        env = grouped_batched_env(4, dist, control_steps=2, inner_steps=1, max_stages=5)
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 4, 5)).astype(np.float32)
+    for processes in (False, False, True):  # twice in this process, then each group in a worker process
+        env = grouped_batched_env(4, dist, processes=processes, control_steps=2, inner_steps=1, max_stages=5)
         env.seed(11)
-        obs = [env.reset()]
-        obs.append(env.step(np.zeros((4, 5), np.float32))[0])
+        obs, rewards = [env.reset()], []
+        for a in actions:  # the third step starts new episodes (auto-reset)
+            o, r, d, _ = env.step(a)
+            obs.append(o)
+            rewards.append(r)
         assert [int(m.sum()) for m in obs[0][:, -5:]] == [2, 3, 4, 5]
         assert env.get_attr("n_stages") == [2, 3, 4, 5]
         env.close()
-        runs.append(np.stack(obs))
-    assert np.array_equal(runs[0], runs[1])
+        runs.append((np.stack(obs), np.stack(rewards)))
+    for other in runs[1:]:
+        assert np.array_equal(runs[0][0], other[0]) and np.array_equal(runs[0][1], other[1])

@@ -267,6 +267,8 @@ CASES = [
         "apply to vec_env: batched, not subproc"),
     cli("train-agent/batched-compile-string", lambda c: _ag(c, "train: {vec_env: batched, batched_compile: maybe}\n"),
         "config.train.batched_compile: expected true/false, got 'maybe'"),
+    cli("train-agent/group-processes-not-grouped", lambda c: _ag(c, "train: {vec_env: subproc, group_processes: true}\n"),
+        "train.group_processes applies to vec_env: grouped, not subproc"),
     cli("train-agent/max-stages-string", lambda c: _ag(c, "env: {max_stages: three}\n"), "config.env.max_stages: expected an integer"),
     cli("train-agent/max-stages-zero", lambda c: _ag(c, "env: {max_stages: 0}\n"), "max_stages"),
     cli("train-agent/unknown-key-top", lambda c: _ag(c, "enviroment: {}\n"), "unknown key config.enviroment", True),
