@@ -1,13 +1,16 @@
 """Train the policy shipped as ``policy:default`` and copy its bundle into the package.
 
-    python experiments/train_default_policy.py [--config experiments/default_policy.yaml] [--out runs/default-policy] [--resume]
-    python experiments/train_default_policy.py --transfer experiments/transfer.yaml --seed 1 [--out runs/transfer]
+    python experiments/train_default_policy.py [--transfer experiments/transfer.yaml] [--seed 3] [--out runs/transfer]
+    python experiments/train_default_policy.py --config experiments/default_policy.yaml [--out runs/default-policy] [--resume]
 
-By default it trains the agent config of the shipped policy through `metacurr.train_agent`.
-``--transfer`` ships one PPO seed of a transfer recipe instead (the YAML's fallback variant when it has
-one): trained into OUT/agents/seedS unless that bundle is already there (pass the study's folder, e.g.
-``--out runs/transfer``, to install an agent it trained), resumed from a checkpoint otherwise. Either way the bundle (``model.zip`` included) replaces ``metacurr/pretrained/default/`` (or ``--dest``)
-atomically.
+By default it ships PPO seed 3 of the transfer recipe ``experiments/transfer.yaml`` (its fallback
+variant: the stage-equivariant policy with the fallback toward uniform), the recipe's best agent of
+three on the validation set (``python experiments/transfer.py --out runs/transfer``): trained into
+OUT/agents/seedS unless that bundle is already there (pass the study's folder to install an agent it
+trained), resumed from a checkpoint otherwise. ``--config`` trains an agent config through
+`metacurr.train_agent` instead (``experiments/default_policy.yaml``: the MLP policy over padded stage
+slots). Either way the bundle (``model.zip`` included) replaces ``metacurr/pretrained/default/`` (or
+``--dest``) atomically.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=str(ROOT / "experiments" / "default_policy.yaml"),
-                   help="agent config to train (default %(default)s)")
-    p.add_argument("--transfer", help="ship one PPO seed of this transfer recipe YAML instead of --config")
-    p.add_argument("--seed", type=int, default=1, help="--transfer: which of the recipe's PPO seeds (default %(default)s)")
-    p.add_argument("--out", default=str(ROOT / "runs" / "default-policy"))
+    p.add_argument("--transfer", default=str(ROOT / "experiments" / "transfer.yaml"),
+                   help="ship one PPO seed of this transfer recipe YAML (default %(default)s)")
+    p.add_argument("--seed", type=int, default=3, help="which of the recipe's PPO seeds (default %(default)s)")
+    p.add_argument("--config", help="train this agent config instead of a transfer recipe's agent")
+    p.add_argument("--out", help="the study folder (default runs/transfer) or, with --config, the run folder "
+                                 "(default runs/default-policy)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--wandb", default="disabled")
     p.add_argument("--timesteps", type=int, help="override the PPO timesteps (smoke runs)")
@@ -39,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {"train": {"total_timesteps": args.timesteps}} if args.timesteps else None
     try:
-        if not args.transfer:
+        if args.config:
+            args.out = args.out or str(ROOT / "runs" / "default-policy")
             res = metacurr.train_agent(args.config, out=args.out, overrides=overrides, resume=args.resume,
                                        progress=True, wandb=args.wandb)
             if res.status != "finished":
@@ -47,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 130
             bundle = res.policy
         else:
+            args.out = args.out or str(ROOT / "runs" / "transfer")
             study = load_transfer(args.transfer, args.timesteps, ROOT)
             if args.seed not in study.agents:
                 raise metacurr.ConfigError(f"--seed {args.seed} is not a seed of {args.transfer}; valid choices: "

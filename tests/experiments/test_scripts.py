@@ -38,7 +38,7 @@ def tiny_agent(folder: Path) -> Path:
 def test_every_script_has_a_smoke_test():
     scripts = {p.stem for p in EXPERIMENTS.glob("*.py")}
     tested = {"main_job", "design_ablation", "train_default_policy", "noise_kinds", "heuristic_terms", "custom_loop",
-              "rebuild_default_model_zip", "transfer", "claims", "readme_figure"}
+              "transfer", "claims", "readme_figure"}
     assert scripts == tested, f"experiments/ scripts without a smoke test: {sorted(scripts - tested)}"
 
 
@@ -161,22 +161,6 @@ def test_train_default_policy_ships_a_transfer_recipes_fallback_variant(tmp_path
     assert script("train_default_policy").main([*argv[:2], "--seed", "7", "--dest", str(tmp_path / "no")]) == 2
     err = capsys.readouterr().err.strip()
     assert "valid choices: 1" in err and len(err.splitlines()) == 1 and not (tmp_path / "no").exists()
-
-
-def test_rebuild_default_model_zip_completes_a_copy_of_the_bundle(tmp_path, capsys):
-    import shutil
-
-    import metacurr
-
-    src = ROOT / "metacurr" / "pretrained" / "default"
-    dest = tmp_path / "default"
-    shutil.copytree(src, dest)
-    (dest / "model.zip").unlink()
-    assert script("rebuild_default_model_zip").main(["--dest", str(dest)]) == 0
-    assert (dest / "model.zip").is_file() and f"wrote {dest}/model.zip" in capsys.readouterr().out
-    for f in ("policy.pt", "normalizer.npz"):  # the inference files stay byte for byte
-        assert (dest / f).read_bytes() == (src / f).read_bytes()
-    assert metacurr.load_controller(f"policy:{dest}") is not None  # the rewritten manifest verifies
 
 
 def test_noise_kinds_prints_its_table(capsys):

@@ -196,7 +196,7 @@ ALLOWED = {
     ("agents/train.py", "model.save(tmp_zip)"): "SB3 zip to a temp name, then os.replace / copied into a bundle",
     ("agents/checkpoints.py", "np.savez(buf, "): "into a BytesIO, then atomic_write_bytes",
     ("agents/checkpoints.py", "model.save(tmp_zip)"): "SB3 zip to a temp name, then os.replace (removed on failure)",
-    ("agents/model_zip.py", "model.save(dest)"): "a maintainer script's temp name, renamed by experiments/rebuild_default_model_zip.py",
+    ("agents/bundle.py", "model.save(dst)"): "into derive_bundle's temp folder, renamed into place whole",
 }
 PATTERNS = [
     r"""open\([^)]*["'][wax]b?\+?["']""", r"\.write_text\(", r"\.write_bytes\(", r"\bnp\.save[z]?(_compressed)?\(",
