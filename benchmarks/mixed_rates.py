@@ -1,6 +1,6 @@
 """PPO training rate on a mixed task distribution: the grouped batched env against SubprocVecEnv.
 
-    python benchmarks/mixed_rates.py [--timesteps 4096] [--distribution mixed] [--reps 1] [--json FILE]
+    python benchmarks/mixed_rates.py [--timesteps 4096] [--distribution mixed] [--n-envs N] [--reps 1] [--json FILE]
     python benchmarks/mixed_rates.py --profile [--timesteps 2048]     # where the grouped run's time goes
 
 The agent is the one ``experiments/transfer.yaml`` trains (its ``base`` agent config with its ``agent``
@@ -41,10 +41,12 @@ VEC_ENVS = {"grouped": {"vec_env": "grouped"}, "grouped-processes": {"vec_env": 
             "subproc": {"vec_env": "subproc"}}
 
 
-def transfer_agent(distribution: str) -> dict:
-    """experiments/transfer.yaml's agent (base + overrides, first seed) on ``distribution``, as a dict."""
+def transfer_agent(distribution: str, n_envs: int | None = None) -> dict:
+    """experiments/transfer.yaml's agent (base + overrides, first seed) on ``distribution`` (and with
+    ``n_envs`` envs when given), as a dict."""
     spec = load_yaml(str(ROOT / "experiments" / "transfer.yaml"))
-    agent = merge(dict(spec.get("agent") or {}), {"env": {"distribution": distribution}, "train": {"seed": spec["seeds"][0]}})
+    train = {"seed": spec["seeds"][0], **({"n_envs": n_envs} if n_envs else {})}
+    agent = merge(dict(spec.get("agent") or {}), {"env": {"distribution": distribution}, "train": train})
     data = merge(load_yaml(str(ROOT / spec["base"])), agent)
     for train in VEC_ENVS.values():  # a bad distribution or n_envs fails here, before any run
         load_agent_config(None, merge(data, {"train": train}))
@@ -66,11 +68,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--timesteps", type=int, default=4096)
     ap.add_argument("--distribution", default="mixed", help="training distribution (envs/task_distribution.py)")
+    ap.add_argument("--n-envs", type=int, help="envs of every set-up (default: the recipe's)")
     ap.add_argument("--reps", type=int, default=1, help="rounds of the three set-ups, one after the other")
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--profile", action="store_true", help="profile one grouped run in this process instead")
     args = ap.parse_args()
-    data = transfer_agent(args.distribution)
+    data = transfer_agent(args.distribution, args.n_envs)
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "agent.yaml"
@@ -99,7 +102,7 @@ def main() -> int:
     if args.json:
         report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
                   "machine": platform.machine(), "python": platform.python_version(), "distribution": args.distribution,
-                  "timesteps": args.timesteps, "reps": args.reps, "agent": data, "env_steps_per_s": rate, "ratio": ratio,
+                  "timesteps": args.timesteps, "n_envs": data["train"]["n_envs"], "reps": args.reps, "agent": data, "env_steps_per_s": rate, "ratio": ratio,
                   "runs": rows}  # fmt: skip
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

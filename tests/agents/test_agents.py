@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import metacurr
-from metacurr.agents.policy_controller import load_bundle_controller
+from metacurr.agents.policy_controller import default_bundle_path, load_bundle_controller
 from metacurr.cli import main
 from metacurr.config import RunConfig, TaskSpec
 from metacurr.errors import ConfigError
@@ -153,12 +153,16 @@ def test_bad_agent_config(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_shipped_default_policy_loads_and_runs():
+def test_shipped_default_policy_loads_and_runs_any_stage_count():
     # The bundle in metacurr/pretrained/default must match this metacurr's observation layout and mapping:
     # changing either without rerunning experiments/train_default_policy.py fails here, not in a user's run.
-    res = metacurr.train("mnist1d", arch="mlp", controller="policy:default", seed=3, control_steps=3, inner_steps=2)
-    w = np.asarray(res["final_weights"])
-    assert w.shape == (3,) and np.isclose(w.sum(), 1.0) and np.all(w > 0)
+    man = json.loads((default_bundle_path() / "manifest.json").read_text())
+    assert man["policy_class"] == "equivariant" and man["policy_kwargs"]["fallback"] == "shrink"
+    for n in (3, 9):  # the agent trained on 2-5 stages; one network scores any number
+        res = metacurr.train("mnist1d", arch="mlp", controller="policy:default", seed=3, control_steps=3, inner_steps=2,
+                             n_stages=n)
+        w = np.asarray(res["final_weights"])
+        assert w.shape == (n,) and np.isclose(w.sum(), 1.0) and np.all(w > 0)
 
 
 def test_periodic_eval_runs_on_validation_tasks_with_training_seeds(tmp_path, monkeypatch):
