@@ -7,7 +7,9 @@ inference kwargs of the fallback variant), ``reference`` (an extra controller, o
 transfer YAML, out: its study folder}``; that recipe's agents, trained there unless bundled, are
 evaluated beside these and the summary adds this recipe minus that one, each group's agents averaged
 per task and evaluation seed: an ablation over agent seeds) and ``eval`` (``baselines``,
-``control_steps``, ``inner_steps``, ``plain``: false evaluates only the fallback variants).
+``control_steps``, ``inner_steps``, ``plain``: false evaluates only the fallback variants). A YAML
+with ``extends: OTHER.yaml`` is that YAML with this one's keys merged over it (an ablation names only
+what it changes).
 
 Agents train into OUT/agents/seedS (skipped when the bundle exists, resumed from a checkpoint
 otherwise); the fallback variant of each (the same weights) is written to OUT/agents/seedS/policy-fallback.
@@ -86,6 +88,9 @@ def load_transfer(config: str | Path, timesteps: int | None = None, root: Path |
     """
     try:
         spec = load_yaml(str(config))
+        if "extends" in spec:
+            parent = Path(spec.pop("extends"))
+            spec = merge(load_yaml(str(parent if parent.is_absolute() or root is None else root / parent)), spec)
         base = Path(spec["base"])
         if not base.is_absolute() and root is not None:
             base = root / base

@@ -50,3 +50,20 @@ def test_set_average_weighs_each_set_then_each_task_the_same(tmp_path, results):
     assert r["mean"] == pytest.approx((0.2 - 0.4) / 2) and r["n"] == 6
     text = across_sets({"first": results, "second": other}, {"A": ["a1", "a2"]}, ["uniform"])
     assert "| A | -0.100 [-0.100, -0.100] |" in text and "`first`, `second`" in text
+
+
+def test_a_recipe_that_extends_another_changes_only_what_it_names(tmp_path):
+    from pathlib import Path
+
+    from metacurr.studies.transfer import load_transfer
+
+    root = Path(__file__).resolve().parents[2]
+    ablation = tmp_path / "no-trends.yaml"
+    ablation.write_text(f"extends: {root / 'experiments' / 'transfer.yaml'}\n"
+                        "agent: {env: {hide_features: [loss_trend]}}\nseeds: [4]\neval: {baselines: uniform}\n")
+    parent, child = load_transfer(root / "experiments" / "transfer.yaml", root=root), load_transfer(ablation, root=root)
+    assert list(child.agents) == [4] and child.agents[4].env.hide_features == ["loss_trend"]
+    assert child.agents[4].policy == parent.agents[1].policy == "equivariant"  # inherited
+    assert child.agents[4].train.total_timesteps == parent.agents[1].train.total_timesteps
+    assert child.fallback == parent.fallback and child.spec["eval"]["plain"] is False
+    assert child.spec["eval"]["baselines"] == "uniform" and parent.spec["eval"]["baselines"] != "uniform"
