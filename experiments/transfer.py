@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-offset", type=int, default=0, help="first evaluation seed = 10000 + offset")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timesteps", type=int, help="override the agents' PPO timesteps (smoke runs)")
+    p.add_argument("--baselines", help="comma list of baseline controllers instead of the YAML's eval.baselines")
     p.add_argument("--no-compare", action="store_true", help="leave out the YAML's compare: recipes")
     p.add_argument("--train-only", action="store_true", help="train (and derive the fallback bundles), evaluate nothing")
     args = p.parse_args(argv)
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         res = run_transfer(args.config, args.out, tasks=args.tasks, seeds=args.seeds, seed_offset=args.seed_offset,
-                           workers=args.workers, timesteps=args.timesteps, train_only=args.train_only, compare=not args.no_compare, root=ROOT,
+                           workers=args.workers, timesteps=args.timesteps, train_only=args.train_only, compare=not args.no_compare, baselines=args.baselines, root=ROOT,
                            on_training=training, on_trained=trained)
     except ConfigError as e:
         print(f"transfer: error: {e}", file=sys.stderr)

@@ -329,6 +329,7 @@ def run_transfer(
     timesteps: int | None = None,
     train_only: bool = False,
     compare: bool = True,
+    baselines: str | None = None,
     root: Path | None = None,
     on_training: Callable[[int, int], None] | None = None,
     on_trained: Callable[[int, float, float], None] | None = None,
@@ -346,6 +347,7 @@ def run_transfer(
         timesteps: override every agent's PPO timesteps (smoke runs).
         train_only: train and derive the fallback bundles, evaluate nothing.
         compare: include the YAML's ``compare:`` recipes (False: this recipe's agents only).
+        baselines: comma list of baseline controllers instead of the YAML's ``eval.baselines``.
         root: folder a relative ``base:`` of the YAML is resolved against.
         on_training: called as ``on_training(seed, timesteps)`` before an agent trains.
         on_trained: called as ``on_trained(seed, wall_s, env_steps_per_s)`` after an agent finished.
@@ -383,7 +385,7 @@ def run_transfer(
     agents = {k: v for k, v in agents.items() if v}
     if train_only:
         return TransferResult("", "finished", None, agents, cost)
-    baselines = [b for b in str(ev.get("baselines", "uniform")).split(",") if b]
+    baselines = [b for b in str(baselines or ev.get("baselines", "uniform")).split(",") if b]
     if "uniform" not in baselines:
         baselines.insert(0, "uniform")
     reference = spec.get("reference")

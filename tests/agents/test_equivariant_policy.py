@@ -173,8 +173,11 @@ def test_mlp_bundle_loads_and_old_or_unknown_formats_fail_in_one_line(eq_run, tm
     from metacurr.agents.policy_controller import default_bundle_path
 
     assert json.loads((default_bundle_path() / "manifest.json").read_text())["format_version"] == 2
-    old = load_bundle_controller(default_bundle_path())  # the shipped bundle: an MlpPolicy
-    assert not old.equivariant and old.act(np.zeros(old.obs_spec.size, np.float32)).shape == (8,)
+    mlp = _train(tmp_path / "mlp", "name: tiny-mlp\nenv: {max_stages: 4, control_steps: 3, inner_steps: 2}\n"
+                 "train: {total_timesteps: 24, n_envs: 2, vec_env: dummy, checkpoint_every: 24}\n"
+                 "ppo: {n_steps: 12, batch_size: 12, n_epochs: 1}\n")
+    old = load_bundle_controller(mlp / "policy")  # an MlpPolicy bundle loads beside the equivariant ones
+    assert not old.equivariant and old.act(np.zeros(old.obs_spec.size, np.float32)).shape == (4,)
     for key, value, msg in (("format_version", 99, "format_version 99, this metacurr reads 2;"),
                             ("format_version", 1, "format_version 1, this metacurr reads 2 .format 1 carries no "
                                                   "manifest checksum.; retrain it"),

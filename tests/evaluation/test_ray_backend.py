@@ -130,7 +130,11 @@ def test_ctrl_c_stops_the_driver_with_130_and_keeps_finished_cells(tmp_path, ray
     out = tmp_path / "ev"
     n_cells = 12  # enough that the interrupt lands before the last cell even when cells finish in bursts
     budget = {"tasks": "quick", "seeds": n_cells, "control_steps": 6, "inner_steps": 4}
-    cmd = [sys.executable, "-m", "metacurr.cli", "evaluate", "--controllers", "uniform", "--backend", "ray",
+    # The driver gets Python's own Ctrl-C handler explicitly: a child of a background job (`pytest &`) starts with
+    # SIGINT ignored, and Python keeps it ignored, so the interrupt would never arrive.
+    driver = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              "sys.argv[0] = 'metacurr'; runpy.run_module('metacurr.cli', run_name='__main__', alter_sys=True)")
+    cmd = [sys.executable, "-c", driver, "evaluate", "--controllers", "uniform", "--backend", "ray",
            "--address", address, "--no-progress", "--out", str(out)]
     for k, v in budget.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]

@@ -118,9 +118,10 @@ def test_transfer_compares_with_another_recipe_over_agent_seeds(tmp_path, capsys
     # --no-compare leaves the other recipe out; eval.plain: false evaluates only the fallback variants
     cfg.write_text(cfg.read_text().replace("inner_steps: 2}", "inner_steps: 2, plain: false}"))
     argv[argv.index(str(out))] = str(tmp_path / "alone")
-    assert script("transfer").main([*argv, "--no-compare"]) == 0
+    assert script("transfer").main([*argv, "--no-compare", "--baselines", "uniform,heuristic"]) == 0
     alone = (tmp_path / "alone" / "summary-quick.md").read_text()
     assert "| learned + fallback |" in alone and "| learned |" not in alone and "plain" not in alone
+    assert "| heuristic |" in alone  # --baselines replaces the YAML's eval.baselines (uniform)
     cfg.write_text(cfg.read_text().replace("compare:\n  plain: {config", "compare:\n  plain: {cfg"))
     capsys.readouterr()
     assert script("transfer").main(argv) == 2
