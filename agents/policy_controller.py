@@ -22,7 +22,7 @@ import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 import metacurr
-from metacurr.agents.bundle import load_bundle, policy_class
+from metacurr.agents.bundle import MANIFEST_SUM, load_bundle, policy_class
 from metacurr.agents.equivariant_policy import StageEquivariantPolicy
 from metacurr.controllers.base import Controller
 from metacurr.envs.observation import LAYOUTS, ObservationSpec
@@ -196,17 +196,12 @@ def load_bundle_controller(path: str | Path, name: str | None = None) -> PolicyC
             policy.load_normalizer_state(norm)
         except ConfigError as e:
             raise ConfigError(f"policy bundle {path}: normalizer.npz: {e}") from None
-        return PolicyController(policy, spec, mapping, name=name or f"policy:{path}")
-    return PolicyController(
-        policy,
-        spec,
-        mapping,
-        norm["mean"],
-        norm["var"],
-        float(norm["clip"]),
-        float(norm["epsilon"]),
-        name=name or f"policy:{path}",
-    )
+        ctrl = PolicyController(policy, spec, mapping, name=name or f"policy:{path}")
+    else:
+        ctrl = PolicyController(policy, spec, mapping, norm["mean"], norm["var"], float(norm["clip"]),
+                                float(norm["epsilon"]), name=name or f"policy:{path}")
+    ctrl.identity = man.get(MANIFEST_SUM)  # which bundle this is: a retrained bundle at the same path differs
+    return ctrl
 
 
 def load_policy_controller(ref: str) -> PolicyController:

@@ -28,6 +28,9 @@ class Controller:
     """
 
     name: str = "base"
+    #: What tells two controllers of the same name and kwargs apart: a policy bundle's manifest checksum
+    #: (a bundle retrained in place is another controller); None for rule-based controllers.
+    identity: str | None = None
 
     def reset(self, n_stages: int, rng: np.random.Generator) -> np.ndarray:
         """Start a new run with ``n_stages`` stages; return the initial weights."""

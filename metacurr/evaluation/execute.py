@@ -60,7 +60,8 @@ def run_cell(payload: dict) -> dict:
     summary.update({"controller": spec.label, "task": payload["task"], "family": cfg.task.family,
                     "arch": cfg.task.arch, "seed": cfg.task.seed})
     return {"key": payload["key"], "spec": spec.to_dict(), "task": payload["task"], "seed": cfg.task.seed,
-            "mode": payload["mode"], "config": payload["config"], "summary": summary, "rows": rows, "error": error}
+            "mode": payload["mode"], "config": payload["config"], "identity": payload.get("identity"),
+            "summary": summary, "rows": rows, "error": error}
 
 
 def _error_line(e: BaseException) -> str:
@@ -75,7 +76,7 @@ def lost_record(payload: dict, error: BaseException) -> dict:
                "controller": spec.label, "task": payload["task"], "family": cfg["task"]["family"],
                "arch": cfg["task"]["arch"], "seed": cfg["task"]["seed"]}
     return {"key": payload["key"], "spec": spec.to_dict(), "task": payload["task"], "seed": cfg["task"]["seed"],
-            "mode": payload["mode"], "config": cfg, "summary": summary, "rows": [],
+            "mode": payload["mode"], "config": cfg, "identity": payload.get("identity"), "summary": summary, "rows": [],
             "error": f"worker lost: {_error_line(error)}", "lost": True}
 
 
@@ -132,7 +133,7 @@ def execute(plan: EvalPlan, out: str | Path, progress: Progress | None = None, b
 
     def payload(cell: Cell) -> dict:
         return {"config": cell.config, "spec": cell.spec.to_dict(), "task": cell.task["name"], "key": cell.key,
-                "mode": plan.mode}
+                "mode": plan.mode, "identity": cell.identity}
 
     def fill(cell: Cell) -> None:
         if cell.search_key is not None:
@@ -143,7 +144,7 @@ def execute(plan: EvalPlan, out: str | Path, progress: Progress | None = None, b
     def finished(cell: Cell) -> bool:
         old = read_json(cell_path(out, cell))
         return (old is not None and not old.get("lost") and _same(old.get("config", {}), cell.config)
-                and old.get("mode") == plan.mode)
+                and old.get("mode") == plan.mode and old.get("identity") == cell.identity)
 
     with (backend or local_backend)(plan.workers) as ex:
         futures: dict[cf.Future, tuple] = {}

@@ -45,6 +45,8 @@ class Cell:
     config: dict
     key: str
     search_key: str | None = None
+    identity: str | None = None
+    """The controller's identity (a policy bundle's manifest checksum): a stored cell of another is rerun."""
 
 
 @dataclass
@@ -140,7 +142,7 @@ def make_plan(
         raise ConfigError("no tasks given")
     seeds = check_eval_seeds(seeds)
     tasks = [check_task(t) for t in tasks]
-    validate_specs(specs, tasks)
+    identities = validate_specs(specs, tasks)
     names = [t["name"] for t in tasks]
     if len(set(names)) != len(names):
         raise ConfigError(f"duplicate task name {sorted({n for n in names if names.count(n) > 1})[0]!r}")
@@ -166,6 +168,6 @@ def make_plan(
             for seed in seeds:
                 cfg = dataclasses.replace(base, task=dataclasses.replace(base.task, seed=seed))
                 key = f"{_slug(spec.label)}__{_slug(task['name'])}__s{seed}__{_digest([spec.label, task['name'], seed])}"
-                cells.append(Cell(spec, task, seed, to_dict(cfg), key, search_key))
+                cells.append(Cell(spec, task, seed, to_dict(cfg), key, search_key, identities[spec.label]))
     budget = {"control_steps": cells[0].config["task"]["control_steps"], "inner_steps": cells[0].config["task"]["inner_steps"]}
     return EvalPlan(list(specs), tasks, task_set, list(seeds), cells, searches, mode, workers, budget)

@@ -129,19 +129,22 @@ def load_ablations(path: str | Path) -> tuple[list[ControllerSpec], dict]:
     return specs, defaults
 
 
-def validate_specs(specs: list[ControllerSpec], tasks: list[dict] | None = None) -> None:
+def validate_specs(specs: list[ControllerSpec], tasks: list[dict] | None = None) -> dict[str, str | None]:
     """Unique labels, known controllers and parameters, valid masks; policies must load and, given
-    ``tasks``, serve every task's stage count."""
+    ``tasks``, serve every task's stage count. Returns each label's controller ``identity`` (a policy
+    bundle's manifest checksum, else None)."""
     labels = [s.label for s in specs]
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ConfigError(f"controller {dup[0]!r} is listed twice")
+    identities: dict[str, str | None] = {}
     for s in specs:
         resolve_mask(s.mask)
         try:
             ctrl = make_controller(s.controller, **s.kwargs)
         except ModuleNotFoundError as e:
             raise ConfigError(f"cannot load controller {s.controller!r}: {e}") from None
+        identities[s.label] = ctrl.identity
         for t in tasks or []:
             if isinstance(t.get("n_stages"), bool) or not isinstance(t.get("n_stages"), int):
                 continue  # a bad stage count is reported by the task's own check
@@ -149,3 +152,4 @@ def validate_specs(specs: list[ControllerSpec], tasks: list[dict] | None = None)
                 ctrl.check_stages(t["n_stages"])
             except ConfigError as e:
                 raise ConfigError(f"controller {s.label!r} cannot run task {t['name']!r}: {e}") from None
+    return identities

@@ -64,3 +64,22 @@ def test_bad_input_is_a_config_error_before_anything_is_written(tmp_path):
     with pytest.raises(metacurr.ConfigError, match="valid choices"):
         metacurr.evaluate("uniform,no-such-controller", out=tmp_path / "ev", **TINY)
     assert not (tmp_path / "ev").exists()
+
+
+def test_a_policy_bundle_replaced_in_place_is_run_again_not_resumed(tmp_path):
+    import shutil
+
+    from metacurr.agents.bundle import derive_bundle
+    from metacurr.agents.policy_controller import default_bundle_path
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), bundle)
+    ctrls = f"uniform,policy:{bundle}"
+    first = metacurr.evaluate(ctrls, out=tmp_path / "ev", **TINY)
+    assert first.ran == 4
+    # the same path now holds another bundle (same weights, the fallback off): its cells are stale
+    derive_bundle(default_bundle_path(), bundle, {"fallback": "none"})
+    second = metacurr.evaluate(ctrls, out=tmp_path / "ev", **TINY)
+    assert second.ran == 2 and second.skipped == 2  # uniform resumed, the policy's cells run again
+    third = metacurr.evaluate(ctrls, out=tmp_path / "ev", **TINY)
+    assert third.ran == 0 and third.skipped == 4
