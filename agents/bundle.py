@@ -208,9 +208,14 @@ def derive_bundle(src: str | Path, dst: str | Path, policy_kwargs: dict, note: s
     weights and normaliser, another inference setting. ``policy.pt`` and ``normalizer.npz`` are copied
     unchanged; ``model.zip`` is re-saved with the changed kwargs (same parameters and buffers), so a plain
     ``PPO.load`` of the derived bundle acts as the derived bundle does. The manifest records ``derived_from``.
+    A ``dst`` already derived from the same weights with the same kwargs is left as it is (so its
+    manifest checksum, the identity evaluations resume by, stays the same).
     """
     src, dst = Path(src), Path(dst)
     man = read_manifest(src)
+    kwargs = json.loads(dumps({**dict(man.get("policy_kwargs") or {}), **policy_kwargs}))
+    if _derived_alike(dst, man, kwargs):
+        return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.tmp-"))
     try:
@@ -222,8 +227,9 @@ def derive_bundle(src: str | Path, dst: str | Path, policy_kwargs: dict, note: s
                 files[f.name] = sha256(tmp / f.name)
             elif f.name != "manifest.json" and f.is_file():
                 atomic_write_bytes(tmp / f.name, f.read_bytes())
-        man = {**man, "files": files, "policy_kwargs": {**dict(man.get("policy_kwargs") or {}), **policy_kwargs},
-               "derived_from": {"bundle": str(src), "changed": sorted(policy_kwargs), "note": note}}
+        man = {**man, "files": files, "policy_kwargs": kwargs,
+               "derived_from": {"bundle": str(src), "changed": sorted(policy_kwargs), "note": note,
+                                "model_zip": "resaved with policy_kwargs"}}
         man[MANIFEST_SUM] = manifest_digest(json.loads(dumps(man)))  # a new manifest: signed anew
         (tmp / "manifest.json").write_text(dumps(man, indent=2, sort_keys=True) + "\n")
         if dst.exists():
@@ -233,6 +239,20 @@ def derive_bundle(src: str | Path, dst: str | Path, policy_kwargs: dict, note: s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dst
+
+
+def _derived_alike(dst: Path, src_manifest: dict, kwargs: dict) -> bool:
+    """Whether ``dst`` is an intact bundle derived from ``src_manifest``'s weights with ``kwargs``."""
+    if not (dst / "manifest.json").is_file():
+        return False
+    try:
+        old = read_manifest(dst)  # checks the manifest's checksum and every file's
+    except ConfigError:
+        return False
+    src_files, old_files = src_manifest.get("files") or {}, old.get("files") or {}
+    return (old.get("policy_kwargs") == kwargs and all(old_files.get(f) == src_files.get(f) for f in INFERENCE_FILES)
+            and ("model.zip" in old_files) == ("model.zip" in src_files)
+            and (old.get("derived_from") or {}).get("model_zip") == "resaved with policy_kwargs")
 
 
 def _resave_model(src: Path, dst: Path, policy_kwargs: dict) -> None:

@@ -211,6 +211,13 @@ def test_derived_bundle_switches_the_fallback_on_with_the_same_weights(eq_run, t
     _, lam = b.policy.deterministic_action(obs)
     assert lam.max() > 0  # the fallback acts on these states
     np.testing.assert_allclose(sb3, np.stack([b.act(o) for o in obs]), rtol=0, atol=1e-6)
+    # deriving again with the same kwargs leaves the bundle (and the identity evaluations resume by) as it is
+    before = (dst / "manifest.json").read_bytes(), (dst / "model.zip").stat().st_mtime_ns
+    assert derive_bundle(eq_run / "policy", dst, {"fallback": "shrink"}) == dst
+    assert ((dst / "manifest.json").read_bytes(), (dst / "model.zip").stat().st_mtime_ns) == before
+    assert load_bundle_controller(dst).identity == b.identity
+    derive_bundle(eq_run / "policy", dst, {"fallback": "shrink", "fallback_z": [0.0, 1.0]})  # other kwargs: derived anew
+    assert load_bundle_controller(dst).identity != b.identity
 
 
 def test_same_seed_same_policy(eq_run, tmp_path):
