@@ -37,6 +37,7 @@ import gymnasium
 import numpy as np
 import stable_baselines3
 import torch
+from stable_baselines3.common.save_util import load_from_zip_file
 
 import metacurr
 from metacurr.errors import ConfigError
@@ -257,8 +258,9 @@ def _derived_alike(dst: Path, src_manifest: dict, kwargs: dict) -> bool:
 
 def _resave_model(src: Path, dst: Path, policy_kwargs: dict) -> None:
     """``src`` (an SB3 PPO archive) saved to ``dst`` with ``policy_kwargs`` merged into its own."""
-    kwargs = stable_baselines3.PPO.load(src, device="cpu").policy_kwargs
-    model = stable_baselines3.PPO.load(src, device="cpu", custom_objects={"policy_kwargs": {**kwargs, **policy_kwargs}})
+    data, _, _ = load_from_zip_file(src, device="cpu")  # the archive's own kwargs, without building a model
+    kwargs = {**dict(data.get("policy_kwargs") or {}), **policy_kwargs}
+    model = stable_baselines3.PPO.load(src, device="cpu", custom_objects={"policy_kwargs": kwargs})
     model.save(dst)
 
 
